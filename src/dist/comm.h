@@ -77,9 +77,10 @@ bool launched_by_mpi();
 // Picks the backend: "auto" -> nccl when ops are on a GPU, nccl is built and each rank has its own
 // GPU; mpi (staged through host memory if ops are on a GPU) when launched with several ranks;
 // single otherwise. "single" | "mpi" | "nccl" force one (UsageError naming --comm if impossible).
-// gpu_stream: the compute stream (Ops::stream()) for nccl ordering; ops_on_device selects staging.
-std::unique_ptr<Communicator> make_communicator(const std::string& kind, bool ops_on_device,
-                                                void* gpu_stream);
+// ops may be null (host buffers only). When ops->on_device(), mpi is wrapped in host staging through
+// ops->download/upload, and nccl orders itself after ops->stream().
+class Ops;
+std::unique_ptr<Communicator> make_communicator(const std::string& kind, Ops* ops);
 
 // The world communicator of MPI_COMM_SELF-like single rank, always available.
 std::unique_ptr<Communicator> make_single_communicator();

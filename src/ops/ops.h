@@ -58,6 +58,8 @@ class Ops {
   virtual void synchronize() = 0;
   // The stream (cudaStream_t) the ops run on, for communicators that must order against it; null on cpu.
   virtual void* stream() const { return nullptr; }
+  // Largest number of bytes held through alloc() at once so far (0 if not tracked).
+  virtual size_t peak_bytes() const { return 0; }
 
   // ---- GPT-2 ops ----------------------------------------------------------------------------
   // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens: backend int32 buffer of B*T.
