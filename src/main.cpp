@@ -1,2 +1,71 @@
-// Placeholder entry point; replaced by the subcommand dispatcher.
-int main() { return 0; }
+// minicolossus: subcommand dispatch. `minicolossus` with no subcommand (or only flags) trains.
+// Exit codes: 0 success, 2 bad usage or input (one line naming the flag/file), 1 runtime failure.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "dist/bench.h"
+#include "dist/comm.h"
+#include "train/commands.h"
+
+namespace {
+const char* kUsage =
+    "minicolossus: train small GPT-2 models, data-parallel over MPI/NCCL.\n"
+    "usage: minicolossus <command> [flags]   (each command has --help)\n"
+    "  train            train a model (the default command; no flags: tiny model on the built-in corpus)\n"
+    "  eval             validation loss of a checkpoint\n"
+    "  sample           generate text from a checkpoint\n"
+    "  prepare          tokenize a text file into train/val shards\n"
+    "  export           write a checkpoint as an llm.c model file\n"
+    "  bench-allreduce  all-reduce bandwidth table (run under mpirun)\n"
+    "Launch data-parallel with: mpirun -np N minicolossus train ...\n";
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string sub = argc >= 2 ? argv[1] : "train";
+  if (sub == "--help" || sub == "-h" || sub == "help") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (sub == "--version") {
+    std::printf("minicolossus %s\n", MC_GIT_REV);
+    return 0;
+  }
+  // Flags without a subcommand go to train.
+  std::vector<char*> args(argv, argv + argc);
+  std::string name = "minicolossus " + sub;
+  if (argc < 2 || argv[1][0] == '-') {
+    sub = "train";
+    name = "minicolossus train";
+    args.insert(args.begin() + 1, nullptr);
+  }
+  args[1] = name.data();
+  int sub_argc = int(args.size()) - 1;
+  char** sub_argv = args.data() + 1;
+
+  const bool distributed = sub == "train" || sub == "bench-allreduce";
+  int rc = 0;
+  try {
+    if (distributed) mc::dist_init(&argc, &argv);
+    if (sub == "train") rc = mc::cmd_train(sub_argc, sub_argv);
+    else if (sub == "eval") rc = mc::cmd_eval(sub_argc, sub_argv);
+    else if (sub == "sample") rc = mc::cmd_sample(sub_argc, sub_argv);
+    else if (sub == "export") rc = mc::cmd_export(sub_argc, sub_argv);
+    else if (sub == "prepare") rc = mc::cmd_prepare(sub_argc, sub_argv);
+    else if (sub == "bench-allreduce") rc = mc::cmd_bench_allreduce(sub_argc, sub_argv);
+    else {
+      std::fprintf(stderr, "minicolossus: unknown command '%s'\n%s", sub.c_str(), kUsage);
+      rc = 2;
+    }
+  } catch (const mc::UsageError& e) {
+    if (mc::this_rank() == 0) mc::report_error(e);
+    rc = 2;
+  } catch (const std::exception& e) {
+    mc::report_error(e);
+    rc = 1;
+  }
+  if (distributed) mc::dist_finalize();
+  return rc;
+}

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ops/ops.h"
@@ -40,6 +41,7 @@ struct ParamTensor {
 
 struct ParamLayout {
   std::vector<ParamTensor> tensors;  // in buffer order
+  std::unordered_map<std::string, size_t> index;  // name -> position in tensors
   size_t total = 0;
   const ParamTensor& find(const std::string& name) const;  // throws RuntimeError if unknown
 };
@@ -77,23 +79,24 @@ class GPT2 {
   void zero_grads();
 
   // Forward on host tokens (b x t, b <= max_batch, t <= max_seq). With targets, computes the
-  // per-token losses and returns their mean; without, returns 0 and leaves logits() valid.
-  double forward(const int* inputs, const int* targets, int b, int t);
-  // Backward of the last forward (which must have had targets): adds d(mean loss * loss_scale)/dθ
-  // into grads(). on_ready(e), if given, is called whenever gradients at element offsets >= e are
-  // final (see Note [Gradient readiness]); the last call has e == 0.
-  void backward(float loss_scale, const std::function<void(size_t)>& on_ready = nullptr);
+  // per-token losses and returns their mean; without, returns 0 and leaves logits_at() valid.
+  // With targets and grad_scale > 0, the logits are replaced in place by the gradient of
+  // grad_scale * (mean loss) (fused softmax + cross-entropy + dlogits), ready for backward().
+  double forward(const int* inputs, const int* targets, int b, int t, float grad_scale = 0.0f);
+  // Backward of the last forward (which must have had targets and grad_scale > 0): ADDS
+  // d(grad_scale * mean loss)/dθ into grads(). on_ready(e), if given, is called whenever gradients at
+  // element offsets >= e are final (Note [Gradient readiness] in gpt2.cpp); the last call has e == 0.
+  void backward(const std::function<void(size_t)>& on_ready = nullptr);
   // Logits of position pos of row b of the last forward, as fp32 host values (V of them).
   std::vector<float> logits_at(int b, int pos) const;
 
  private:
-  struct Acts;
   ModelConfig cfg_;
   ParamLayout layout_;
   Ops& ops_;
   int B_, T_;
   int cur_b_ = 0, cur_t_ = 0;
-  bool have_targets_ = false;
+  bool have_dlogits_ = false;
   Buffer params_, grads_;
   // activations (act dtype unless noted)
   Buffer encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_lse_, attproj_, residual2_, ln2_,

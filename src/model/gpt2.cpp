@@ -1,0 +1,319 @@
+// GPT-2 presets, flat parameter layout, initialisation, and the forward/backward pass written once
+// against the Ops interface (so the cpu and cuda backends share every line of model logic).
+#include "model/gpt2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/errors.h"
+#include "core/rng.h"
+
+namespace mc {
+
+// ---- presets ---------------------------------------------------------------------------------
+
+namespace {
+struct Preset {
+  const char* name;
+  int L, C, NH, maxT;
+};
+// tiny is for tests and the default run; the dN presets follow GPT-2 / llm.c (d12 = GPT-2 124M).
+const Preset kPresets[] = {
+    {"tiny", 4, 128, 4, 128},   {"d6", 6, 384, 6, 1024},     {"d12", 12, 768, 12, 1024},
+    {"d24", 24, 1024, 16, 1024}, {"d36", 36, 1280, 20, 1024}, {"d48", 48, 1600, 25, 1024},
+};
+}  // namespace
+
+int pad_vocab(int V) { return (V + 127) / 128 * 128; }
+
+std::vector<std::string> model_preset_names() {
+  std::vector<std::string> v;
+  for (const auto& p : kPresets) v.push_back(p.name);
+  return v;
+}
+
+ModelConfig model_preset(const std::string& name, int vocab_size) {
+  for (const auto& p : kPresets) {
+    if (name != p.name) continue;
+    ModelConfig c;
+    c.num_layers = p.L;
+    c.channels = p.C;
+    c.num_heads = p.NH;
+    c.max_seq_len = p.maxT;
+    c.vocab_size = vocab_size;
+    c.padded_vocab_size = pad_vocab(vocab_size);
+    return c;
+  }
+  std::string names;
+  for (const auto& n : model_preset_names()) names += (names.empty() ? "" : "|") + n;
+  throw UsageError("--model: unknown preset '" + name + "' (expected " + names + ")");
+}
+
+// ---- layout ----------------------------------------------------------------------------------
+
+// Note [Gradient readiness]
+// Backward runs classifier -> lnf -> layer L-1 -> ... -> layer 0 -> embeddings. With the buffer laid
+// out as [wte, wpe, layer 0, ..., layer L-1, lnf], the gradients become final strictly from the END
+// of the buffer towards the start: after lnf, every element at offset >= off(lnf) is final; after
+// layer l, every element >= off(layer l) is; wte is last (the tied classifier writes it first and the
+// encoder last). So "ready" is one number, and gradient buckets are simply byte ranges walked from the
+// end of the buffer (src/dist/buckets.h). llm.c's model file orders tensors by kind instead; import
+// and export map between the two through the names.
+ParamLayout make_layout(const ModelConfig& c) {
+  ParamLayout lay;
+  const size_t C = c.channels, Vp = c.padded_vocab_size, maxT = c.max_seq_len;
+  auto add = [&](const std::string& name, size_t n, int layer, bool decay) {
+    lay.index[name] = lay.tensors.size();
+    lay.tensors.push_back({name, lay.total, n, layer, decay});
+    lay.total += n;
+  };
+  add("wte", Vp * C, -1, true);
+  add("wpe", maxT * C, -1, true);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    add(p + "ln1w", C, l, false);
+    add(p + "ln1b", C, l, false);
+    add(p + "qkvw", 3 * C * C, l, true);
+    add(p + "qkvb", 3 * C, l, false);
+    add(p + "attprojw", C * C, l, true);
+    add(p + "attprojb", C, l, false);
+    add(p + "ln2w", C, l, false);
+    add(p + "ln2b", C, l, false);
+    add(p + "fcw", 4 * C * C, l, true);
+    add(p + "fcb", 4 * C, l, false);
+    add(p + "fcprojw", C * 4 * C, l, true);
+    add(p + "fcprojb", C, l, false);
+  }
+  add("lnf.w", C, -1, false);
+  add("lnf.b", C, -1, false);
+  return lay;
+}
+
+const ParamTensor& ParamLayout::find(const std::string& name) const {
+  auto it = index.find(name);
+  if (it != index.end()) return tensors[it->second];
+  throw RuntimeError("no parameter tensor named '" + name + "'");
+}
+
+size_t flops_param_count(const ModelConfig& c) {
+  return make_layout(c).total - size_t(c.max_seq_len) * c.channels;
+}
+
+double flops_per_token(const ModelConfig& c, int T) {
+  return 6.0 * double(flops_param_count(c)) + 12.0 * c.num_layers * c.channels * double(T);
+}
+
+std::vector<float> gpt2_init(const ModelConfig& cfg, const ParamLayout& layout, uint64_t seed) {
+  std::vector<float> w(layout.total, 0.0f);
+  const float resid_std = 0.02f / std::sqrt(2.0f * cfg.num_layers);
+  const size_t kChunk = 1 << 16;  // each chunk has its own stream: parallel and thread-count independent
+  for (size_t ti = 0; ti < layout.tensors.size(); ++ti) {
+    const ParamTensor& t = layout.tensors[ti];
+    const std::string& n = t.name;
+    auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::strlen(s), s) == 0; };
+    float* p = w.data() + t.offset;
+    if (ends("ln1w") || ends("ln2w") || n == "lnf.w") {
+      for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
+      continue;
+    }
+    if (!t.decay) continue;  // biases stay 0
+    const float stdv = (ends("attprojw") || ends("fcprojw")) ? resid_std : 0.02f;
+    size_t n_init = t.numel;
+    if (n == "wte") n_init = size_t(cfg.vocab_size) * cfg.channels;  // padded rows stay 0
+    const size_t nchunks = (n_init + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+    for (size_t ch = 0; ch < nchunks; ++ch) {
+      Rng rng(seed, ti * 1000003ull + ch);
+      const size_t end = std::min(n_init, (ch + 1) * kChunk);
+      for (size_t i = ch * kChunk; i < end; ++i) p[i] = stdv * rng.normal();
+    }
+  }
+  return w;
+}
+
+// ---- the model -------------------------------------------------------------------------------
+
+GPT2::GPT2(const ModelConfig& cfg, Ops& ops, int B, int T)
+    : cfg_(cfg), layout_(make_layout(cfg)), ops_(ops), B_(B), T_(T) {
+  MC_CHECK(B > 0 && T > 0 && T <= cfg.max_seq_len, "B=%d T=%d maxT=%d", B, T, cfg.max_seq_len);
+  MC_CHECK(cfg.channels % cfg.num_heads == 0, "C=%d NH=%d", cfg.channels, cfg.num_heads);
+  const DType at = ops.act_dtype();
+  const size_t as = dtype_size(at);
+  const size_t L = cfg.num_layers, C = cfg.channels, NH = cfg.num_heads, Vp = cfg.padded_vocab_size;
+  const size_t N = size_t(B) * T;
+  params_ = Buffer(ops, layout_.total * as);
+  grads_ = Buffer(ops, layout_.total * sizeof(float));
+  auto act = [&](size_t n) { return Buffer(ops, n * as); };
+  auto f32 = [&](size_t n) { return Buffer(ops, n * sizeof(float)); };
+  encoded_ = act(N * C);
+  ln1_ = act(L * N * C);
+  ln1_mean_ = f32(L * N);
+  ln1_rstd_ = f32(L * N);
+  qkv_ = act(L * N * 3 * C);
+  atty_ = act(L * N * C);
+  att_lse_ = f32(L * B * NH * T);
+  attproj_ = act(L * N * C);
+  residual2_ = act(L * N * C);
+  ln2_ = act(L * N * C);
+  ln2_mean_ = f32(L * N);
+  ln2_rstd_ = f32(L * N);
+  fch_ = act(L * N * 4 * C);
+  fch_gelu_ = act(L * N * 4 * C);
+  fcproj_ = act(L * N * C);
+  residual3_ = act(L * N * C);
+  lnf_ = act(N * C);
+  lnf_mean_ = f32(N);
+  lnf_rstd_ = f32(N);
+  logits_ = act(N * Vp);
+  losses_ = f32(N);
+  inputs_ = Buffer(ops, N * sizeof(int));
+  targets_ = Buffer(ops, N * sizeof(int));
+  dres_ = act(N * C);
+  dbuf_c_ = act(N * C);
+  dbuf_3c_ = act(N * 3 * C);
+  dbuf_4c_ = act(N * 4 * C);
+  dbuf_4c2_ = act(N * 4 * C);
+  dlnf_ = act(N * C);
+}
+
+void GPT2::set_params(const std::vector<float>& host) {
+  MC_CHECK(host.size() == layout_.total, "%zu != %zu", host.size(), layout_.total);
+  if (ops_.act_dtype() == DType::F32) {
+    ops_.upload(params_.get(), host.data(), host.size() * sizeof(float));
+  } else {
+    std::vector<uint16_t> h(host.size());
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < host.size(); ++i) h[i] = f32_to_bf16(host[i]);
+    ops_.upload(params_.get(), h.data(), h.size() * sizeof(uint16_t));
+  }
+}
+
+std::vector<float> GPT2::get_params() const {
+  std::vector<float> out(layout_.total);
+  if (ops_.act_dtype() == DType::F32) {
+    ops_.download(out.data(), params_.get(), out.size() * sizeof(float));
+  } else {
+    std::vector<uint16_t> h(out.size());
+    ops_.download(h.data(), params_.get(), h.size() * sizeof(uint16_t));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(h[i]);
+  }
+  return out;
+}
+
+void GPT2::zero_grads() { ops_.zero(grads_.get(), layout_.total * sizeof(float)); }
+
+double GPT2::forward(const int* inputs, const int* targets, int b, int t, float grad_scale) {
+  MC_CHECK(b > 0 && b <= B_ && t > 0 && t <= T_, "b=%d t=%d (max %d x %d)", b, t, B_, T_);
+  cur_b_ = b;
+  cur_t_ = t;
+  have_dlogits_ = false;
+  const DType at = ops_.act_dtype();
+  const int C = cfg_.channels, NH = cfg_.num_heads, L = cfg_.num_layers;
+  const int V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size;
+  const int N = b * t;
+  const size_t S = size_t(B_) * T_;  // per-layer slab stride in rows
+  ops_.upload(inputs_.get(), inputs, size_t(N) * sizeof(int));
+  Ptr P = params();
+  auto W = [&](const std::string& n) { return P.at(layout_.find(n).offset); };
+  auto A = [&](const Buffer& buf, int l, size_t width) { return buf.ptr(at).at(size_t(l) * S * width); };
+  auto F = [&](const Buffer& buf, int l) { return buf.f32() + size_t(l) * S; };
+
+  ops_.encoder_forward(encoded_.ptr(at), inputs_.i32(), W("wte"), W("wpe"), b, t, C);
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    Ptr x = l == 0 ? encoded_.ptr(at) : A(residual3_, l - 1, C);
+    ops_.layernorm_forward(A(ln1_, l, C), F(ln1_mean_, l), F(ln1_rstd_, l), x, W(p + "ln1w"), W(p + "ln1b"), N, C);
+    ops_.matmul_forward(A(qkv_, l, 3 * C), A(ln1_, l, C), W(p + "qkvw"), W(p + "qkvb"), N, C, 3 * C);
+    ops_.attention_forward(A(atty_, l, C), att_lse_.f32() + size_t(l) * S * NH, A(qkv_, l, 3 * C), b, t, C, NH);
+    ops_.matmul_forward(A(attproj_, l, C), A(atty_, l, C), W(p + "attprojw"), W(p + "attprojb"), N, C, C);
+    ops_.residual_forward(A(residual2_, l, C), x, A(attproj_, l, C), size_t(N) * C);
+    ops_.layernorm_forward(A(ln2_, l, C), F(ln2_mean_, l), F(ln2_rstd_, l), A(residual2_, l, C), W(p + "ln2w"),
+                           W(p + "ln2b"), N, C);
+    ops_.matmul_forward(A(fch_, l, 4 * C), A(ln2_, l, C), W(p + "fcw"), W(p + "fcb"), N, C, 4 * C);
+    ops_.gelu_forward(A(fch_gelu_, l, 4 * C), A(fch_, l, 4 * C), size_t(N) * 4 * C);
+    ops_.matmul_forward(A(fcproj_, l, C), A(fch_gelu_, l, 4 * C), W(p + "fcprojw"), W(p + "fcprojb"), N, 4 * C, C);
+    ops_.residual_forward(A(residual3_, l, C), A(residual2_, l, C), A(fcproj_, l, C), size_t(N) * C);
+  }
+  ops_.layernorm_forward(lnf_.ptr(at), lnf_mean_.f32(), lnf_rstd_.f32(), A(residual3_, L - 1, C), W("lnf.w"),
+                         W("lnf.b"), N, C);
+  ops_.matmul_forward(logits_.ptr(at), lnf_.ptr(at), W("wte"), Ptr(), N, C, Vp);
+  if (!targets) return 0.0;
+  ops_.upload(targets_.get(), targets, size_t(N) * sizeof(int));
+  // With grad_scale > 0 the logits become dlogits of grad_scale * (mean loss) in place (fused).
+  const bool bwd = grad_scale > 0.0f;
+  ops_.crossentropy(losses_.f32(), logits_.ptr(at), targets_.i32(), N, V, Vp, bwd ? grad_scale / float(N) : 0.0f,
+                    bwd);
+  have_dlogits_ = bwd;
+  return ops_.sum(losses_.f32(), size_t(N)) / double(N);
+}
+
+void GPT2::backward(const std::function<void(size_t)>& on_ready) {
+  MC_CHECK(have_dlogits_, "backward() needs a preceding forward() with targets and grad_scale > 0");
+  have_dlogits_ = false;
+  const DType at = ops_.act_dtype();
+  const int C = cfg_.channels, NH = cfg_.num_heads, L = cfg_.num_layers, Vp = cfg_.padded_vocab_size;
+  const int b = cur_b_, t = cur_t_, N = b * t;
+  const size_t S = size_t(B_) * T_;
+  Ptr P = params();
+  float* G = grads();
+  auto W = [&](const std::string& n) { return P.at(layout_.find(n).offset); };
+  auto dW = [&](const std::string& n) { return G + layout_.find(n).offset; };
+  auto A = [&](const Buffer& buf, int l, size_t width) { return buf.ptr(at).at(size_t(l) * S * width); };
+  auto F = [&](const Buffer& buf, int l) { return buf.f32() + size_t(l) * S; };
+  auto ready = [&](size_t off) {
+    if (on_ready) on_ready(off);
+  };
+  Ptr dres = dres_.ptr(at), dc = dbuf_c_.ptr(at), d3c = dbuf_3c_.ptr(at), d4c = dbuf_4c_.ptr(at),
+      d4c2 = dbuf_4c2_.ptr(at);
+
+  // classifier (tied to wte) and the final LayerNorm
+  ops_.matmul_backward(dlnf_.ptr(at), dW("wte"), nullptr, logits_.ptr(at), lnf_.ptr(at), W("wte"), N, C, Vp);
+  ops_.zero(dres_.get(), size_t(N) * C * dtype_size(at));
+  ops_.layernorm_backward(dres, dW("lnf.w"), dW("lnf.b"), dlnf_.ptr(at), A(residual3_, L - 1, C), W("lnf.w"),
+                          lnf_mean_.f32(), lnf_rstd_.f32(), N, C);
+  ready(layout_.find("lnf.w").offset);
+  for (int l = L - 1; l >= 0; --l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    Ptr x = l == 0 ? encoded_.ptr(at) : A(residual3_, l - 1, C);
+    // dres holds d(residual3[l]); the MLP branch
+    ops_.matmul_backward(d4c, dW(p + "fcprojw"), dW(p + "fcprojb"), dres, A(fch_gelu_, l, 4 * C), W(p + "fcprojw"),
+                         N, 4 * C, C);
+    ops_.gelu_backward(d4c2, A(fch_, l, 4 * C), d4c, size_t(N) * 4 * C);
+    ops_.matmul_backward(dc, dW(p + "fcw"), dW(p + "fcb"), d4c2, A(ln2_, l, C), W(p + "fcw"), N, C, 4 * C);
+    ops_.layernorm_backward(dres, dW(p + "ln2w"), dW(p + "ln2b"), dc, A(residual2_, l, C), W(p + "ln2w"),
+                            F(ln2_mean_, l), F(ln2_rstd_, l), N, C);
+    // dres now holds d(residual2[l]); the attention branch
+    ops_.matmul_backward(dc, dW(p + "attprojw"), dW(p + "attprojb"), dres, A(atty_, l, C), W(p + "attprojw"), N,
+                         C, C);
+    ops_.attention_backward(d3c, dc, A(qkv_, l, 3 * C), A(atty_, l, C), att_lse_.f32() + size_t(l) * S * NH, b, t,
+                            C, NH);
+    ops_.matmul_backward(dc, dW(p + "qkvw"), dW(p + "qkvb"), d3c, A(ln1_, l, C), W(p + "qkvw"), N, C, 3 * C);
+    ops_.layernorm_backward(dres, dW(p + "ln1w"), dW(p + "ln1b"), dc, x, W(p + "ln1w"), F(ln1_mean_, l),
+                            F(ln1_rstd_, l), N, C);
+    // dres now holds d(input of layer l); every gradient of layer l is final.
+    ready(layout_.find(p + "ln1w").offset);
+  }
+  ops_.encoder_backward(dW("wte"), dW("wpe"), dres, inputs_.i32(), b, t, C);
+  ready(0);
+}
+
+std::vector<float> GPT2::logits_at(int b, int pos) const {
+  MC_CHECK(b < cur_b_ && pos < cur_t_, "b=%d pos=%d", b, pos);
+  const DType at = ops_.act_dtype();
+  const size_t row = size_t(b) * cur_t_ + pos;
+  const int V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size;
+  std::vector<float> out(V);
+  if (at == DType::F32) {
+    ops_.download(out.data(), logits_.f32() + row * Vp, size_t(V) * sizeof(float));
+  } else {
+    std::vector<uint16_t> h(V);
+    ops_.download(h.data(), static_cast<const uint16_t*>(logits_.get()) + row * Vp, size_t(V) * 2);
+    for (int i = 0; i < V; ++i) out[i] = bf16_to_f32(h[i]);
+  }
+  return out;
+}
+
+}  // namespace mc

@@ -1,0 +1,275 @@
+// The user-facing subcommands: train, eval, sample, export, prepare. Each parses its own flags with
+// CLI11 and returns the process exit code (0 ok, 2 bad usage or input, 1 runtime failure).
+// Invariant: errors are reported as one line on stderr; under several ranks, an error every rank
+// sees is printed by rank 0 only, and an error of one rank aborts the job instead of hanging it.
+#include "train/commands.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/errors.h"
+#include "core/rng.h"
+#include "data/data.h"
+#include "dist/comm.h"
+#include "model/gpt2.h"
+#include "model/llmc_io.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace mc {
+
+int this_rank() { return error_rank() >= 0 ? error_rank() : 0; }
+
+void report_error(const std::exception& e) {
+  std::fprintf(stderr, "minicolossus: %s\n", e.what());
+  std::fflush(stderr);
+}
+
+namespace {
+
+// Parses argv with app; returns -1 to continue, or the exit code (0 for --help, 2 for bad flags).
+int parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    if (this_rank() == 0) std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    if (this_rank() == 0) std::fprintf(stderr, "minicolossus %s: %s (see --help)\n", app.get_name().c_str(), e.what());
+    return 2;
+  }
+  return -1;
+}
+
+std::string resolve_device(const std::string& d) {
+  MC_REQUIRE(d == "cpu" || d == "cuda", "--device %s: unknown device (expected cpu or cuda)", d.c_str());
+  return d;
+}
+
+ModelConfig model_from_meta(const nlohmann::json& m) {
+  ModelConfig c;
+  c.max_seq_len = m.at("max_seq_len");
+  c.vocab_size = m.at("vocab_size");
+  c.padded_vocab_size = m.at("padded_vocab_size");
+  c.num_layers = m.at("num_layers");
+  c.num_heads = m.at("num_heads");
+  c.channels = m.at("channels");
+  return c;
+}
+
+}  // namespace
+
+// ---- train -----------------------------------------------------------------------------------
+
+int cmd_train(int argc, char** argv) {
+  TrainConfig c;
+  CLI::App app("Train a GPT-2 model (data-parallel under mpirun/srun).", "train");
+  app.add_option("--data", c.data_dir, "directory of *train*.bin / *val*.bin token shards (default: built-in KJV corpus)");
+  app.add_option("--model", c.model, "preset: tiny | d6 | d12 (GPT-2 124M) | d24 | d36 | d48")->capture_default_str();
+  app.add_option("--init-from", c.init_from, "start from an llm.c model file (magic 20240326, fp32)");
+  app.add_option("--batch", c.batch, "sequences per rank per micro-step")->capture_default_str();
+  app.add_option("--seq", c.seq, "tokens per sequence (default: the model's context)");
+  app.add_option("--grad-accum", c.grad_accum, "micro-steps per optimizer step")->capture_default_str();
+  app.add_option("--steps", c.steps, "total optimizer steps of the run (a resumed run continues to it)")->capture_default_str();
+  app.add_option("--lr", c.lr, "peak learning rate")->capture_default_str();
+  app.add_option("--warmup", c.warmup, "linear warmup steps (default: steps/20, at most 700)");
+  app.add_option("--min-lr-frac", c.min_lr_frac, "cosine decay ends at lr * this")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay (2-D weights only)")->capture_default_str();
+  app.add_option("--grad-clip", c.grad_clip, "clip the global gradient norm to this (0: off)")->capture_default_str();
+  app.add_option("--device", c.device, "cpu | cuda")->capture_default_str();
+  app.add_option("--comm", c.comm, "auto | single | mpi | nccl")->capture_default_str();
+  app.add_option("--zero", c.zero, "0: plain data parallelism; 1: ZeRO-1 (sharded optimizer state)")->capture_default_str();
+  app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
+  bool no_overlap = false;
+  app.add_flag("--no-overlap", no_overlap, "reduce gradients only after backward (for measuring the overlap)");
+  app.add_option("--peak-tflops", c.peak_tflops, "peak FLOP/s per rank for MFU (default 989 on cuda, 0.19 on cpu)");
+  app.add_option("--ckpt-dir", c.ckpt_dir, "checkpoint directory")->capture_default_str();
+  app.add_option("--ckpt-every", c.ckpt_every, "also checkpoint every N steps (0: at the end and on SIGTERM/SIGINT)")->capture_default_str();
+  app.add_option("--ckpt-keep", c.ckpt_keep, "keep the newest N checkpoints (0: all)")->capture_default_str();
+  app.add_flag("--resume", c.resume, "continue from the newest valid checkpoint in --ckpt-dir");
+  app.add_option("--stop-at", c.stop_at, "stop after this step with a checkpoint, as SIGTERM would");
+  app.add_option("--seed", c.seed, "seed of initialisation and data order")->capture_default_str();
+  app.add_option("--metrics", c.metrics, "write one JSON object per step to this file (JSONL)");
+  app.add_option("--val-every", c.val_every, "validation loss every N steps (0: only at the end)")->capture_default_str();
+  app.add_option("--val-seqs", c.val_seqs, "validation sequences")->capture_default_str();
+  app.add_option("--log-every", c.log_every, "print a line every N steps")->capture_default_str();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  c.overlap = !no_overlap;
+
+  // Phase 1, before any communication: validation errors are the same on every rank.
+  RunPlan plan;
+  std::unique_ptr<Ops> ops;
+  try {
+    resolve_device(c.device);
+    plan = plan_run(c);
+  } catch (const UsageError& e) {
+    if (this_rank() == 0) report_error(e);
+    return 2;
+  }
+  // Phase 2: devices and communicator. Environment errors (no GPU) are also the same everywhere.
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = make_communicator(c.comm, nullptr);  // host communicator first, to learn the local rank
+    if (c.device == "cuda") {
+      const int local_rank = comm->local_rank();
+      comm.reset();
+      ops = make_ops("cuda", local_rank);
+      comm = make_communicator(c.comm, ops.get());
+    } else {
+      ops = make_ops("cpu", 0);
+    }
+  } catch (const UsageError& e) {
+    if (this_rank() == 0) report_error(e);
+    return 2;
+  }
+  // Phase 3: training. An error on one rank must not leave the others waiting in a collective.
+  install_stop_handlers();
+  try {
+    Trainer trainer(plan, *comm, *ops);
+    trainer.run();
+  } catch (const AgreedError& e) {
+    if (comm->rank() == 0) report_error(e);
+    return 2;
+  } catch (const std::exception& e) {
+    report_error(e);
+    const int code = dynamic_cast<const UsageError*>(&e) ? 2 : 1;
+    if (comm->size() > 1) comm->abort(code);
+    return code;
+  }
+  return 0;
+}
+
+// ---- eval ------------------------------------------------------------------------------------
+
+int cmd_eval(int argc, char** argv) {
+  std::string ckpt, data, device = "cpu";
+  int batch = 8, max_seqs = 0;
+  CLI::App app("Print the validation loss of a checkpoint.", "eval");
+  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
+  app.add_option("--data", data, "data directory (default: the one the checkpoint was trained on)");
+  app.add_option("--batch", batch, "sequences per forward pass")->capture_default_str();
+  app.add_option("--max-seqs", max_seqs, "evaluate at most this many validation sequences (0: all)");
+  app.add_option("--device", device, "cpu | cuda")->capture_default_str();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  MC_REQUIRE(batch > 0, "--batch %d: must be positive", batch);
+  MC_REQUIRE(max_seqs >= 0, "--max-seqs %d: must be >= 0", max_seqs);
+  LoadedCheckpoint ck = load_checkpoint(ckpt);
+  const ModelConfig mc = model_from_meta(ck.meta.at("model"));
+  if (data.empty()) data = ck.meta.at("data_dir").get<std::string>();
+  DataDir dd = open_data_dir(data);
+  MC_REQUIRE(dd.vocab_size == mc.vocab_size, "--data %s: vocabulary %d does not match the checkpoint's %d",
+             data.c_str(), dd.vocab_size, mc.vocab_size);
+  MC_REQUIRE(!dd.val_files.empty(), "--data %s: no *val*.bin shards to evaluate on", data.c_str());
+  const int T = ck.meta.at("seq").get<int>();
+  Dataset val(dd.val_files, dd.vocab_size, T);
+  auto ops = make_ops(resolve_device(device), 0);
+  GPT2 model(mc, *ops, batch, T);
+  model.set_params(ck.get("params"));
+  size_t K = val.num_sequences();
+  if (max_seqs > 0) K = std::min<size_t>(K, size_t(max_seqs));
+  std::vector<int> in(size_t(batch) * T), tg(size_t(batch) * T);
+  double sum = 0;
+  for (size_t i = 0; i < K; i += size_t(batch)) {
+    const int b = int(std::min<size_t>(size_t(batch), K - i));
+    for (int k = 0; k < b; ++k) val.get(i + size_t(k), in.data() + size_t(k) * T, tg.data() + size_t(k) * T);
+    sum += model.forward(in.data(), tg.data(), b, T) * b;
+  }
+  std::printf("val_loss %.6f (%zu sequences of %d tokens, %s, step %d)\n", sum / double(K), K, T, ckpt.c_str(),
+              ck.meta.at("step").get<int>());
+  return 0;
+}
+
+// ---- sample ----------------------------------------------------------------------------------
+
+int cmd_sample(int argc, char** argv) {
+  std::string ckpt, prompt, device = "cpu";
+  int tokens = 200, top_k = 0;
+  float temperature = 1.0f;
+  uint64_t seed = 1337;
+  CLI::App app("Generate text from a checkpoint.", "sample");
+  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
+  app.add_option("--prompt", prompt, "text to continue (byte-level models)");
+  app.add_option("--tokens", tokens, "tokens to generate")->capture_default_str();
+  app.add_option("--temperature", temperature, "softmax temperature (0: greedy)")->capture_default_str();
+  app.add_option("--top-k", top_k, "sample among the k most likely tokens (0: all)")->capture_default_str();
+  app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  app.add_option("--device", device, "cpu | cuda")->capture_default_str();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  MC_REQUIRE(tokens > 0, "--tokens %d: must be positive", tokens);
+  MC_REQUIRE(temperature >= 0 && std::isfinite(temperature), "--temperature %g: must be >= 0", double(temperature));
+  MC_REQUIRE(top_k >= 0, "--top-k %d: must be >= 0", top_k);
+  LoadedCheckpoint ck = load_checkpoint(ckpt);
+  const ModelConfig mc = model_from_meta(ck.meta.at("model"));
+  const std::string tok = ck.meta.value("tokenizer", std::string("gpt2"));
+  const std::string data_dir = ck.meta.value("data_dir", std::string());
+  std::vector<int> seq = encode_prompt(tok, prompt);
+  if (seq.empty()) seq.push_back(tok == "byte" ? int('\n') : 50256);  // newline / <|endoftext|>
+  for (int t : seq) MC_REQUIRE(t < mc.vocab_size, "--prompt: token %d is outside the model's vocabulary", t);
+  auto ops = make_ops(resolve_device(device), 0);
+  GPT2 model(mc, *ops, 1, mc.max_seq_len);
+  model.set_params(ck.get("params"));
+  Rng rng(seed);
+  std::printf("%s", prompt.c_str());
+  std::vector<std::pair<float, int>> cand(mc.vocab_size);
+  for (int i = 0; i < tokens; ++i) {
+    const int len = std::min<int>(int(seq.size()), mc.max_seq_len);
+    model.forward(seq.data() + seq.size() - len, nullptr, 1, len);
+    std::vector<float> logits = model.logits_at(0, len - 1);
+    int next = 0;
+    if (temperature == 0) {
+      next = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    } else {
+      for (int v = 0; v < mc.vocab_size; ++v) cand[v] = {logits[v] / temperature, v};
+      int k = top_k > 0 ? std::min(top_k, mc.vocab_size) : mc.vocab_size;
+      std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      double z = 0;
+      for (int j = 0; j < k; ++j) z += std::exp(double(cand[j].first - cand[0].first));
+      double u = rng.uniform() * z, acc = 0;
+      next = cand[k - 1].second;
+      for (int j = 0; j < k; ++j) {
+        acc += std::exp(double(cand[j].first - cand[0].first));
+        if (u < acc) {
+          next = cand[j].second;
+          break;
+        }
+      }
+    }
+    seq.push_back(next);
+    std::printf("%s", decode_tokens(tok, data_dir, {next}).c_str());
+    std::fflush(stdout);
+  }
+  std::printf("\n");
+  return 0;
+}
+
+// ---- export / prepare ------------------------------------------------------------------------
+
+int cmd_export(int argc, char** argv) {
+  std::string ckpt, out;
+  CLI::App app("Write a checkpoint's weights as an llm.c model file (fp32, version 3).", "export");
+  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
+  app.add_option("--out", out, "llm.c model file to write")->required();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  LoadedCheckpoint ck = load_checkpoint(ckpt);
+  write_llmc_model(out, model_from_meta(ck.meta.at("model")), ck.get("params"));
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+int cmd_prepare(int argc, char** argv) {
+  std::string input, out, tokenizer = "byte";
+  double val_fraction = 0.1;
+  CLI::App app("Tokenize a text file into train/val shards (llm.c format).", "prepare");
+  app.add_option("--input", input, "UTF-8 text file")->required();
+  app.add_option("--out", out, "output directory")->required();
+  app.add_option("--tokenizer", tokenizer, "byte (gpt2 needs llm.c's own tokenizer tools)")->capture_default_str();
+  app.add_option("--val-fraction", val_fraction, "share of the tokens kept for validation")->capture_default_str();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
+  prepare_text(input, out, tokenizer, val_fraction);
+  return 0;
+}
+
+}  // namespace mc

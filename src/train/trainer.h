@@ -1,0 +1,99 @@
+// The training loop: data-parallel over a Communicator, on any Ops backend, with bucketed gradient
+// reduction overlapped with backward, optional ZeRO-1, AdamW, clipping, validation, metrics and
+// checkpoints. A step reads like its description (Trainer::step in trainer.cpp).
+// Invariant: every rank constructs the Trainer with the same TrainConfig and data; all decisions that
+// could differ between ranks (loss, norm, non-finite values, stopping) are all-reduced first.
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/errors.h"
+#include "data/data.h"
+#include "dist/comm.h"
+#include "dist/grad_sync.h"
+#include "model/gpt2.h"
+
+namespace mc {
+
+// An error every rank detects at the same point (e.g. a configuration mismatch between ranks):
+// reported by rank 0 only, and every rank exits with code 2 without aborting the job.
+struct AgreedError : UsageError {
+  explicit AgreedError(const std::string& m) : UsageError(m) {}
+};
+
+// Set by SIGTERM/SIGINT (install_stop_handlers); the loop agrees on it across ranks every step.
+void install_stop_handlers();
+bool stop_requested();
+
+struct StepMetrics {
+  int step = 0;  // optimizer steps completed
+  double loss = 0, lr = 0, grad_norm = 0, ms = 0, tokens_per_s = 0, mfu = 0, comm_ms = 0;
+  double val_loss = NAN;
+};
+
+struct TrainResult {
+  std::vector<StepMetrics> steps;  // the steps this run executed (not those before a resume)
+  int start_step = 0, final_step = 0;
+  bool stopped_early = false;  // by a signal or --stop-at
+  std::string last_checkpoint;
+};
+
+// What can be resolved without a communicator: data, model shape, sequence length. Validates the
+// configuration (UsageError naming the flag). Deterministic: every rank computes the same plan.
+struct RunPlan {
+  TrainConfig cfg;
+  DataDir data;
+  ModelConfig model;
+  int T = 0;
+  std::vector<float> init_params;  // from --init-from (empty: GPT-2 init)
+};
+RunPlan plan_run(const TrainConfig& cfg);
+
+class Trainer {
+ public:
+  Trainer(const RunPlan& plan, Communicator& comm, Ops& ops);
+  ~Trainer();
+  TrainResult run();
+  GPT2& model() { return *model_; }
+  int step() const { return step_; }
+  // Full fp32 master parameters on the host (collective under ZeRO: every rank must call).
+  std::vector<float> master_params();
+  // Validation loss over the first --val-seqs sequences (collective).
+  double validate();
+  // Writes a checkpoint of the current state (collective: all ranks call; rank 0 writes).
+  std::string save();
+
+ private:
+  StepMetrics train_step();
+  bool try_resume();
+  void check_ranks_agree();
+  void log_step(const StepMetrics& m);
+  float lr_at(int step) const;
+  void print_config();
+
+  TrainConfig cfg_;
+  DataDir data_;
+  ModelConfig mcfg_;
+  int T_ = 0, B_ = 0, A_ = 1, R_ = 1, rank_ = 0;
+  Communicator& comm_;
+  Ops& ops_;
+  std::unique_ptr<GPT2> model_;
+  std::unique_ptr<Dataset> train_set_, val_set_;
+  std::unique_ptr<Loader> loader_;
+  std::unique_ptr<GradSync> sync_;
+  Buffer master_own_, m_, v_;  // master_own_ only when the compute copy is not fp32
+  float* master_ = nullptr;
+  size_t n_ = 0, shard_begin_ = 0, shard_end_ = 0;
+  std::vector<int> inputs_, targets_;
+  int step_ = 0;             // optimizer steps completed
+  uint64_t loader_pos_ = 0;  // global sequences consumed
+  int adam_t_ = 0;           // AdamW updates applied (skipped non-finite steps do not count)
+  FILE* metrics_ = nullptr;
+  double peak_flops_ = 0;
+};
+
+}  // namespace mc
