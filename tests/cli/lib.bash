@@ -1,0 +1,28 @@
+# Shared by the tests/cli scripts (sourced, not a test itself: it has no .sh test of its own name).
+set -uo pipefail
+MC="$1"
+WORK="$2"
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+export MC_CACHE_DIR="$WORK/cache"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+fails=0
+pass() { echo "ok   - $*"; }
+fail() { echo "FAIL - $*"; fails=$((fails + 1)); }
+finish() { if [ "$fails" -eq 0 ]; then echo "all passed"; exit 0; else echo "$fails failed"; exit 1; fi; }
+# A small text corpus prepared into $WORK/data.
+make_data() {
+  for i in $(seq 1 400); do echo "line $i: in the beginning was the word, and the word was with the trainer."; done > corpus.txt
+  "$MC" prepare --input corpus.txt --out data >/dev/null || { echo "prepare failed"; exit 1; }
+}
+# expect_usage "description" args...: exit code 2 and exactly one line on stderr matching $PATTERN.
+expect_usage() {
+  local what="$1"; shift
+  "$MC" "$@" >out.txt 2>err.txt
+  local rc=$? lines
+  lines=$(wc -l <err.txt)
+  if [ $rc -eq 2 ] && [ "$lines" -eq 1 ] && grep -q -- "$PATTERN" err.txt; then
+    pass "$what -> exit 2: $(cat err.txt)"
+  else
+    fail "$what: rc=$rc, $lines stderr lines (want 2, 1 line matching '$PATTERN'): $(head -c 400 err.txt)"
+  fi
+}
