@@ -1,0 +1,221 @@
+// Data parallelism under mpirun (2 and 4 ranks): N ranks train like 1 rank accumulating N
+// micro-batches, with and without ZeRO-1; 4 ranks like 2 ranks accumulating 2; checkpoints resume on
+// another world size; the bucket plan is identical everywhere; ranks with different flags are refused.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "../test_util.h"
+#include "dist/comm_mpi.h"
+#include "dist/grad_sync.h"
+#include "ops/cpu/cpu_ops.h"
+#include "train/trainer.h"
+
+using namespace mc;
+
+namespace {
+int world_rank() {
+  int r;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int n;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+// Rank 0 prepares the corpus once; every rank gets the same path.
+std::string shared_data() {
+  static std::string path;
+  if (!path.empty()) return path;
+  char buf[512] = {0};
+  if (world_rank() == 0) {
+    const std::string d = test::scratch_dir("dp");
+    std::strncpy(buf, test::make_corpus(d).c_str(), sizeof(buf) - 1);
+  }
+  MPI_Bcast(buf, sizeof(buf), MPI_CHAR, 0, MPI_COMM_WORLD);
+  path = buf;
+  return path;
+}
+std::string shared_dir(const std::string& tag) { return shared_data() + "/../" + tag; }
+
+struct Result {
+  std::vector<double> losses;
+  std::vector<float> params;
+  TrainResult res;
+};
+
+// Trains on communicator `comm` (all its ranks must call).
+Result train_on(MPI_Comm comm, const TrainConfig& c) {
+  auto ops = make_cpu_ops();
+  auto cm = make_mpi_communicator(comm);
+  Trainer t(plan_run(c), *cm, *ops);
+  Result r;
+  r.res = t.run();
+  for (const auto& s : r.res.steps) r.losses.push_back(s.loss);
+  r.params = t.master_params();
+  return r;
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]) / std::fabs(b[i]));
+  return m;
+}
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+TrainConfig base(const std::string& ckpt_dir) {
+  TrainConfig c = test::tiny_run(shared_data(), ckpt_dir);
+  c.steps = 5;
+  c.batch = 2;
+  c.bucket_mb = 0.25;  // several buckets even for the tiny model
+  return c;
+}
+}  // namespace
+
+TEST(DataParallel, NRanksEqualOneRankAccumulatingN) {
+  const int N = world_size();
+  TrainConfig c = base("");
+  Result dp = train_on(MPI_COMM_WORLD, c);
+  TrainConfig z = c;
+  z.zero = 1;
+  Result zero = train_on(MPI_COMM_WORLD, z);
+  if (world_rank() == 0) {
+    TrainConfig one = c;
+    one.grad_accum = N;
+    Result ref = train_on(MPI_COMM_SELF, one);
+    const double d_dp = max_rel_diff(dp.losses, ref.losses), d_zero = max_rel_diff(zero.losses, ref.losses);
+    std::printf("[ equiv ] %d ranks vs 1 rank x accum %d: max rel loss diff plain %.3g, zero-1 %.3g; "
+                "max abs param diff plain %.3g, zero-1 %.3g\n",
+                N, N, d_dp, d_zero, max_abs_diff(dp.params, ref.params), max_abs_diff(zero.params, ref.params));
+    EXPECT_LT(d_dp, 1e-4);
+    EXPECT_LT(d_zero, 1e-4);
+    EXPECT_LT(max_abs_diff(dp.params, ref.params), 1e-4);
+    EXPECT_LT(max_abs_diff(zero.params, ref.params), 1e-4);
+    EXPECT_LT(ref.losses.back(), ref.losses.front());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(DataParallel, FourRanksEqualTwoRanksAccumulatingTwo) {
+  if (world_size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  TrainConfig c = base("");
+  Result four = train_on(MPI_COMM_WORLD, c);
+  MPI_Comm half;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : 1, world_rank(), &half);
+  if (world_rank() < 2) {
+    TrainConfig two = c;
+    two.grad_accum = 2;
+    two.zero = 1;  // and ZeRO-1 on the smaller world, for good measure
+    Result r = train_on(half, two);
+    const double d = max_rel_diff(four.losses, r.losses);
+    if (world_rank() == 0) std::printf("[ equiv ] 4 ranks vs 2 ranks x accum 2 (zero-1): max rel loss diff %.3g\n", d);
+    EXPECT_LT(d, 1e-4);
+  }
+  MPI_Comm_free(&half);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(DataParallel, SameWorldSizeResumeIsBitExact) {
+  for (int zero : {0, 1}) {
+    const std::string dir = shared_dir("bitexact" + std::to_string(zero));
+    TrainConfig c = base("");
+    c.zero = zero;
+    Result full = train_on(MPI_COMM_WORLD, c);
+    TrainConfig a = base(dir);
+    a.zero = zero;
+    a.stop_at = 2;
+    Result p1 = train_on(MPI_COMM_WORLD, a);
+    TrainConfig b = a;
+    b.stop_at = 0;
+    b.resume = true;
+    Result p2 = train_on(MPI_COMM_WORLD, b);
+    std::vector<double> joined = p1.losses;
+    joined.insert(joined.end(), p2.losses.begin(), p2.losses.end());
+    EXPECT_EQ(joined, full.losses) << "zero " << zero;
+    EXPECT_EQ(p2.params, full.params) << "zero " << zero;
+  }
+}
+
+TEST(DataParallel, ResumeOnAnotherWorldSize) {
+  const int N = world_size();
+  TrainConfig c = base("");
+  Result full = train_on(MPI_COMM_WORLD, c);  // the uninterrupted N-rank run
+  // Saved on N ranks with ZeRO-1, resumed on 1 rank accumulating N.
+  const std::string dir = shared_dir("resize_down");
+  TrainConfig a = base(dir);
+  a.zero = 1;
+  a.stop_at = 2;
+  train_on(MPI_COMM_WORLD, a);
+  if (world_rank() == 0) {
+    TrainConfig b = base(dir);
+    b.grad_accum = N;
+    b.resume = true;
+    Result r = train_on(MPI_COMM_SELF, b);
+    ASSERT_EQ(r.res.start_step, 2);
+    std::vector<double> tail(full.losses.begin() + 2, full.losses.end());
+    const double d = max_rel_diff(r.losses, tail);
+    std::printf("[ resume ] saved on %d ranks (zero-1), resumed on 1 x accum %d: max rel loss diff %.3g\n", N, N, d);
+    EXPECT_LT(d, 1e-4);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  // Saved on 1 rank accumulating N, resumed on N ranks (plain).
+  const std::string dir2 = shared_dir("resize_up");
+  if (world_rank() == 0) {
+    TrainConfig a1 = base(dir2);
+    a1.grad_accum = N;
+    a1.stop_at = 3;
+    train_on(MPI_COMM_SELF, a1);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  TrainConfig b2 = base(dir2);
+  b2.resume = true;
+  Result r2 = train_on(MPI_COMM_WORLD, b2);
+  ASSERT_EQ(r2.res.start_step, 3);
+  std::vector<double> tail2(full.losses.begin() + 3, full.losses.end());
+  const double d2 = max_rel_diff(r2.losses, tail2);
+  if (world_rank() == 0) std::printf("[ resume ] saved on 1 rank x accum %d, resumed on %d ranks: max rel loss diff %.3g\n", N, N, d2);
+  EXPECT_LT(d2, 1e-4);
+}
+
+TEST(DataParallel, BucketPlanIsIdenticalAndCoversOnce) {
+  for (size_t n : {size_t(1), size_t(1000), size_t(123457), size_t(5000000)}) {
+    for (size_t be : {size_t(1), size_t(4096), size_t(1) << 20}) {
+      auto plan = make_bucket_plan(n, be);
+      // covers [0, n) exactly once, from the end towards the start
+      size_t expect_end = n;
+      uint64_t h = 1469598103934665603ull;
+      for (const auto& b : plan) {
+        ASSERT_EQ(b.end, expect_end);
+        ASSERT_LT(b.begin, b.end);
+        ASSERT_LE(b.end - b.begin, be);
+        expect_end = b.begin;
+        h = (h ^ b.begin) * 1099511628211ull;
+      }
+      ASSERT_EQ(expect_end, 0u);
+      unsigned long long mine = h, lo, hi;
+      MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+      MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+      EXPECT_EQ(lo, hi) << "bucket plan differs between ranks for n=" << n;
+    }
+  }
+}
+
+TEST(DataParallel, RanksWithDifferentFlagsAreRefused) {
+  TrainConfig c = base("");
+  if (world_rank() == 1) c.lr *= 2;  // one rank launched with another --lr
+  try {
+    train_on(MPI_COMM_WORLD, c);
+    FAIL() << "mismatch not detected";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos);
+  }
+}
