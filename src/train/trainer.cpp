@@ -51,9 +51,12 @@ nlohmann::json model_json(const ModelConfig& m) {
 }
 }  // namespace
 
+// SIGUSR1 too: Open MPI's mpirun (4.1) kills its ranks about a second after forwarding SIGTERM,
+// but forwards SIGUSR1 and waits, so `kill -USR1 <mpirun>` is the graceful stop under mpirun.
 void install_stop_handlers() {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
 }
 bool stop_requested() { return g_stop.load() != 0; }
 
