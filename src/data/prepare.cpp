@@ -1,0 +1,207 @@
+// `prepare` (text file -> train/val shards + tokenizer.json) and the built-in default corpus.
+// Invariant: every file appears by rename, tokenizer.json last, and the default corpus directory
+// appears whole by one directory rename, so a reader that sees it complete can trust it.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/errors.h"
+#include "data/data.h"
+
+namespace mc {
+
+namespace data_detail {
+// Defined in shard.cpp: writes the concatenated parts to path via temp file, fsync and rename.
+void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts);
+}  // namespace data_detail
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Validation needs one full sequence at the longest context we ship (1024) plus its target.
+constexpr size_t kMinValTokens = 1025;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(strfmt("--input %s: cannot open", path.c_str()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw RuntimeError(strfmt("--input %s: read failed", path.c_str()));
+  return ss.str();
+}
+
+// Where `bible` lives on PATH, or "" when it is not installed.
+std::string find_on_path(const std::string& exe) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    if (dir.empty()) dir = ".";
+    const std::string cand = dir + "/" + exe;
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+  }
+  return "";
+}
+
+std::string cache_root() {
+  if (const char* d = std::getenv("MC_CACHE_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/minicolossus";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/minicolossus";
+  throw RuntimeError("cannot place the default corpus: none of MC_CACHE_DIR, XDG_CACHE_HOME, HOME is set");
+}
+
+// True when dir holds a complete, valid prepared corpus.
+bool corpus_ok(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(dir) / "tokenizer.json", ec)) return false;
+  try {
+    const DataDir dd = open_data_dir(dir);
+    if (dd.val_files.empty()) return false;
+    for (const auto* files : {&dd.train_files, &dd.val_files})
+      for (const std::string& f : *files) TokenShard check(f, dd.vocab_size);
+    return true;
+  } catch (const UsageError&) {
+    return false;
+  }
+}
+
+// The whole King James Bible as plain text, from Debian's bible-kjv (`bible` prints it in ~0.05 s).
+std::string kjv_text() {
+  const std::string exe = find_on_path("bible");
+  if (exe.empty())
+    throw RuntimeError("the default corpus needs Debian's bible-kjv package: run scripts/setup.sh "
+                       "(or pass --data DIR)");
+  const std::string cmd = "'" + exe + "' 'Gen1:1-Rev22:21' 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) throw RuntimeError(strfmt("cannot run %s: %s", exe.c_str(), std::strerror(errno)));
+  std::string text;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  const int status = ::pclose(p);
+  if (status != 0 || text.size() < 1000000)
+    throw RuntimeError(strfmt("%s 'Gen1:1-Rev22:21' failed (exit status %d, %zu bytes of text); reinstall bible-kjv "
+                              "with scripts/setup.sh",
+                              exe.c_str(), WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.size()));
+  return text;
+}
+
+// prepare_text without the report line; returns the (train, val) token counts.
+std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::string& out_dir,
+                                          const std::string& tokenizer, double val_fraction) {
+  struct stat st {};
+  if (::stat(input.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw UsageError(strfmt("--input %s: no such file", input.c_str()));
+  if (st.st_size == 0) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
+  if (tokenizer != "byte")
+    throw UsageError(strfmt("--tokenizer %s: not available offline in this build; use --tokenizer byte or llm.c's "
+                            "tokenized shards",
+                            tokenizer.c_str()));
+  MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
+
+  const std::string text = read_file(input);
+  const size_t n = text.size();
+  if (n == 0) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
+  if (n < 2) throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), n));
+
+  // The split: the last val_fraction of the tokens, but at least kMinValTokens when the text has
+  // room for that twice over; otherwise half. Both parts are non-empty.
+  size_t n_val = size_t(double(n) * val_fraction);
+  if (n_val < kMinValTokens) n_val = n >= 2 * kMinValTokens ? kMinValTokens : n / 2;
+  n_val = std::min(std::max<size_t>(n_val, 1), n - 1);
+  const size_t n_train = n - n_val;
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec || !fs::is_directory(out_dir))
+    throw UsageError(strfmt("--out %s: cannot create directory: %s", out_dir.c_str(), ec.message().c_str()));
+
+  const std::vector<uint16_t> tokens = byte_encode(text);
+  const fs::path out(out_dir);
+  write_shard((out / "train_000000.bin").string(), std::vector<uint16_t>(tokens.begin(), tokens.begin() + n_train));
+  write_shard((out / "val_000000.bin").string(), std::vector<uint16_t>(tokens.begin() + n_train, tokens.end()));
+  const std::string meta = nlohmann::json{{"tokenizer", "byte"}, {"vocab_size", kByteVocab}}.dump() + "\n";
+  data_detail::write_file_atomic((out / "tokenizer.json").string(), {{meta.data(), meta.size()}});
+  return {n_train, n_val};
+}
+
+}  // namespace
+
+void prepare_text(const std::string& input, const std::string& out_dir, const std::string& tokenizer,
+                  double val_fraction) {
+  const auto [n_train, n_val] = prepare_quietly(input, out_dir, tokenizer, val_fraction);
+  std::printf("prepared %s: %zu train tokens, %zu val tokens (byte tokenizer, vocab %d)\n", out_dir.c_str(), n_train,
+              n_val, kByteVocab);
+  std::fflush(stdout);
+}
+
+std::string default_data_dir() {
+  const std::string root = cache_root();
+  const std::string target = root + "/kjv";
+  if (corpus_ok(target)) return target;
+
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec || !fs::is_directory(root))
+    throw RuntimeError(strfmt("%s: cannot create the cache directory: %s", root.c_str(), ec.message().c_str()));
+  const std::string text = kjv_text();
+  std::fprintf(stderr, "preparing the default corpus (King James Bible) into %s...\n", target.c_str());
+
+  // A private directory: concurrent ranks each build their own and race only on the final rename.
+  std::string tmpl = strfmt("%s/kjv.tmp.%d.XXXXXX", root.c_str(), int(::getpid()));
+  if (!::mkdtemp(&tmpl[0]))
+    throw RuntimeError(strfmt("%s: cannot create a temporary directory: %s", root.c_str(), std::strerror(errno)));
+  const std::string tmp = tmpl;
+  try {
+    const std::string src = tmp + "/kjv.txt";
+    {
+      std::ofstream o(src, std::ios::binary);
+      o.write(text.data(), std::streamsize(text.size()));
+      if (!o) throw RuntimeError(strfmt("%s: write failed", src.c_str()));
+    }
+    const auto [n_train, n_val] = prepare_quietly(src, tmp, "byte", 0.1);
+    fs::remove(src, ec);
+    ::chmod(tmp.c_str(), 0755);  // mkdtemp made it private; the corpus is plain public text
+    std::fprintf(stderr, "prepared the default corpus: %zu train tokens, %zu val tokens (byte tokenizer)\n", n_train,
+                 n_val);
+
+    // Publish by one rename. If the target exists, either another process won the race (use its
+    // copy) or it is a broken leftover (move it aside and retry).
+    bool placed = false;
+    for (int attempt = 0; attempt < 5 && !placed; ++attempt) {
+      if (::rename(tmp.c_str(), target.c_str()) == 0) {
+        placed = true;
+        break;
+      }
+      const int e = errno;
+      if (e != ENOTEMPTY && e != EEXIST)
+        throw RuntimeError(strfmt("%s: cannot rename %s into place: %s", target.c_str(), tmp.c_str(), std::strerror(e)));
+      if (corpus_ok(target)) {
+        fs::remove_all(tmp, ec);
+        placed = true;
+      } else {
+        const std::string junk = strfmt("%s.broken.%d", tmp.c_str(), attempt);
+        if (::rename(target.c_str(), junk.c_str()) == 0) fs::remove_all(junk, ec);
+      }
+    }
+    if (!placed) throw RuntimeError(strfmt("%s: cannot replace the broken corpus directory", target.c_str()));
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return target;
+}
+
+}  // namespace mc

@@ -1,0 +1,109 @@
+// Tokenizers: the byte-level one (vocab 256, token = byte) and a GPT-2 decoder reading llm.c's
+// gpt2_tokenizer.bin. Invariant: decoding never throws on an unknown id (it prints "<id>"); only a
+// malformed tokenizer file or an unencodable prompt is an error.
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "core/errors.h"
+#include "data/data.h"
+
+namespace mc {
+
+namespace {
+
+constexpr uint32_t kLlmcTokenizerMagic = 20240328;
+
+std::string id_text(int id) { return "<" + std::to_string(id) + ">"; }
+
+// llm.c's tokenizer file: 256 uint32 header ([0] magic, [1] version 1|2, [2] vocab size, [3] eot id in
+// v2), then per token a uint8 length and that many bytes.
+std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(strfmt("%s: cannot open", path.c_str()));
+  unsigned char h[1024];
+  if (!in.read(reinterpret_cast<char*>(h), sizeof h))
+    throw UsageError(strfmt("%s: truncated header (a tokenizer header is 1024 bytes)", path.c_str()));
+  auto le32 = [&](int k) {
+    const unsigned char* p = h + 4 * k;
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+  };
+  if (le32(0) != kLlmcTokenizerMagic)
+    throw UsageError(strfmt("%s: bad magic: expected %u, found %u (not an llm.c tokenizer file)", path.c_str(),
+                            kLlmcTokenizerMagic, le32(0)));
+  if (le32(1) != 1 && le32(1) != 2)
+    throw UsageError(strfmt("%s: unknown tokenizer version %u (expected 1 or 2)", path.c_str(), le32(1)));
+  const uint32_t vocab = le32(2);
+  if (vocab == 0 || vocab > 1000000)
+    throw UsageError(strfmt("%s: implausible vocabulary size %u", path.c_str(), vocab));
+  std::vector<std::string> table(vocab);
+  for (uint32_t i = 0; i < vocab; ++i) {
+    const int len = in.get();
+    if (len == EOF) throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
+    table[i].resize(size_t(len));
+    if (len > 0 && !in.read(&table[i][0], len))
+      throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
+  }
+  return table;
+}
+
+// Tables are loaded once per path: `sample` decodes one token per call.
+const std::vector<std::string>& llmc_tokenizer(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<std::vector<std::string>>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[path];
+  if (!slot) slot = std::make_unique<std::vector<std::string>>(read_llmc_tokenizer(path));
+  return *slot;
+}
+
+}  // namespace
+
+std::vector<uint16_t> byte_encode(const std::string& text) {
+  std::vector<uint16_t> out(text.size());
+  for (size_t i = 0; i < text.size(); ++i) out[i] = uint16_t((unsigned char)text[i]);
+  return out;
+}
+
+std::string byte_decode(const std::vector<int>& tokens) {
+  std::string out;
+  out.reserve(tokens.size());
+  for (int t : tokens) {
+    if (t >= 0 && t < kByteVocab)
+      out.push_back(char((unsigned char)t));
+    else
+      out += id_text(t);
+  }
+  return out;
+}
+
+std::string decode_tokens(const std::string& tokenizer, const std::string& data_dir, const std::vector<int>& tokens) {
+  if (tokenizer == "byte") return byte_decode(tokens);
+  const std::vector<std::string>* table = nullptr;
+  if (tokenizer == "gpt2" && !data_dir.empty()) {
+    const std::string path = data_dir + "/gpt2_tokenizer.bin";
+    if (std::ifstream(path).good()) table = &llmc_tokenizer(path);
+  }
+  std::string out;
+  for (int t : tokens) {
+    if (table && t >= 0 && size_t(t) < table->size())
+      out += (*table)[size_t(t)];
+    else
+      out += id_text(t);
+  }
+  return out;
+}
+
+std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& text) {
+  if (text.empty()) return {};  // nothing to encode: the caller starts from its own start token
+  if (tokenizer != "byte")
+    throw UsageError(strfmt("--prompt: the %s tokenizer cannot encode text here; give a byte-level model or use "
+                            "--prompt-tokens",
+                            tokenizer.c_str()));
+  std::vector<int> out(text.size());
+  for (size_t i = 0; i < text.size(); ++i) out[i] = int((unsigned char)text[i]);
+  return out;
+}
+
+}  // namespace mc
