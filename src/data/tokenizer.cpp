@@ -98,8 +98,8 @@ std::string decode_tokens(const std::string& tokenizer, const std::string& data_
 std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& text) {
   if (text.empty()) return {};  // nothing to encode: the caller starts from its own start token
   if (tokenizer != "byte")
-    throw UsageError(strfmt("--prompt: the %s tokenizer cannot encode text here; give a byte-level model or use "
-                            "--prompt-tokens",
+    throw UsageError(strfmt("--prompt: the %s tokenizer cannot encode text in minicolossus (only byte-level "
+                            "models can); leave --prompt out to sample from <|endoftext|>",
                             tokenizer.c_str()));
   std::vector<int> out(text.size());
   for (size_t i = 0; i < text.size(); ++i) out[i] = int((unsigned char)text[i]);

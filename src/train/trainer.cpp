@@ -113,7 +113,13 @@ Trainer::Trainer(const RunPlan& plan, Communicator& comm, Ops& ops)
   rank_ = comm.rank();
   if (rank_ != 0) cfg_.quiet = true;
   train_set_ = std::make_unique<Dataset>(data_.train_files, data_.vocab_size, T_);
-  if (!data_.val_files.empty()) val_set_ = std::make_unique<Dataset>(data_.val_files, data_.vocab_size, T_);
+  if (!data_.val_files.empty()) {
+    try {
+      val_set_ = std::make_unique<Dataset>(data_.val_files, data_.vocab_size, T_);
+    } catch (const UsageError& e) {  // too short for one sequence: train without validation
+      if (rank_ == 0) std::fprintf(stderr, "warning: no validation: %s\n", e.what());
+    }
+  }
   loader_ = std::make_unique<Loader>(*train_set_, cfg_.seed);
   model_ = std::make_unique<GPT2>(mcfg_, ops, B_, T_);
   n_ = model_->num_params();
