@@ -45,7 +45,7 @@ inline TrainConfig tiny_run(const std::string& data, const std::string& ckpt_dir
   c.batch = 2;
   c.seq = 32;
   c.steps = 6;
-  c.lr = 3e-3f;
+  c.lr = 1e-3f;
   c.warmup = 2;
   c.ckpt_dir = ckpt_dir;
   c.val_every = 0;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "core/errors.h"
 #include "core/rng.h"
 #include "model/gpt2.h"
 #include "ops/cpu/cpu_ops.h"

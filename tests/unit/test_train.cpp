@@ -16,15 +16,15 @@
 using namespace mc;
 
 namespace {
-struct Run {
+struct RunOut {
   TrainResult res;
   std::vector<float> params;
 };
-Run train_run(const TrainConfig& c) {
+RunOut train_run(const TrainConfig& c) {
   auto ops = make_cpu_ops();
   auto comm = make_single_communicator();
   Trainer t(plan_run(c), *comm, *ops);
-  Run r;
+  RunOut r;
   r.res = t.run();
   r.params = t.master_params();
   return r;
@@ -93,19 +93,19 @@ TEST_F(TrainTest, CheckpointRoundTripAndCorruption) {
 TEST_F(TrainTest, ResumeIsBitExact) {
   TrainConfig c = test::tiny_run(*data_, *dir_ + "/ck_full");
   c.steps = 8;
-  Run full = train_run(c);
+  RunOut full = train_run(c);
   ASSERT_EQ(full.res.steps.size(), 8u);
 
   TrainConfig first = test::tiny_run(*data_, *dir_ + "/ck_split");
   first.steps = 8;
   first.stop_at = 3;
-  Run part1 = train_run(first);
+  RunOut part1 = train_run(first);
   EXPECT_TRUE(part1.res.stopped_early);
   EXPECT_EQ(part1.res.final_step, 3);
   TrainConfig second = first;
   second.stop_at = 0;
   second.resume = true;
-  Run part2 = train_run(second);
+  RunOut part2 = train_run(second);
   EXPECT_EQ(part2.res.start_step, 3);
   std::vector<double> joined = losses(part1.res);
   for (double l : losses(part2.res)) joined.push_back(l);
@@ -123,7 +123,7 @@ TEST_F(TrainTest, ResumeSkipsCorruptNewestCheckpoint) {
   std::system(("truncate -s 5000 " + files[0]).c_str());
   c.steps = 5;
   c.resume = true;
-  Run r = train_run(c);
+  RunOut r = train_run(c);
   EXPECT_EQ(r.res.start_step, 2) << "must fall back to the step-2 checkpoint";
   EXPECT_EQ(r.res.final_step, 5);
 }
@@ -135,7 +135,7 @@ TEST_F(TrainTest, GradAccumulationMatchesLargerBatch) {
   TrainConfig b = a;
   b.batch = 2;
   b.grad_accum = 2;
-  Run ra = train_run(a), rb = train_run(b);
+  RunOut ra = train_run(a), rb = train_run(b);
   auto la = losses(ra.res), lb = losses(rb.res);
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4 * std::fabs(la[i])) << "step " << i + 1;
@@ -146,7 +146,7 @@ TEST_F(TrainTest, GradAccumulationMatchesLargerBatch) {
 TEST_F(TrainTest, LlmcModelRoundTripAndInitFrom) {
   TrainConfig c = test::tiny_run(*data_, *dir_ + "/ck_llmc");
   c.steps = 2;
-  Run r = train_run(c);
+  RunOut r = train_run(c);
   LoadedCheckpoint ck = load_checkpoint(r.res.last_checkpoint);
   ModelConfig mc = model_preset("tiny", 256);
   const std::string file = *dir_ + "/model.bin";
