@@ -56,7 +56,10 @@ int main(int argc, char** argv) {
     else if (sub == "prepare") rc = mc::cmd_prepare(sub_argc, sub_argv);
     else if (sub == "bench-allreduce") rc = mc::cmd_bench_allreduce(sub_argc, sub_argv);
     else {
-      std::fprintf(stderr, "minicolossus: unknown command '%s'\n%s", sub.c_str(), kUsage);
+      std::fprintf(stderr,
+                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce; "
+                   "see --help)\n",
+                   sub.c_str());
       rc = 2;
     }
   } catch (const mc::UsageError& e) {

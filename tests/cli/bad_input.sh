@@ -1,7 +1,7 @@
 # Every bad flag or input file: exit code 2 and one line naming the flag or file. Never a crash.
 source "$(dirname "$0")/lib.bash"
 make_data
-T=(train --data data --steps 2 --ckpt-dir ck)
+T=(train --data data --ckpt-dir ck)
 PATTERN=--batch expect_usage "zero batch" "${T[@]}" --batch 0
 PATTERN=--batch expect_usage "negative batch" "${T[@]}" --batch -3
 PATTERN=--batch expect_usage "non-numeric batch" "${T[@]}" --batch abc
