@@ -5,6 +5,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -71,6 +74,17 @@ void for_channel_ranges(int C, Fn fn) {
     const int c0 = std::min(C, b0 * 16), c1 = std::min(C, b1 * 16);
     if (c0 < c1) fn(c0, c1);
   }
+}
+
+// x[i] = sqrt(x[i]) with vector instructions where available (see Note [AdamW sqrt]).
+inline void sqrt_inplace(float* x, size_t n) {
+  size_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_sqrt_ps(_mm512_loadu_ps(x + i)));
+#elif defined(__AVX__)
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
+#endif
+  for (; i < n; ++i) x[i] = std::sqrt(x[i]);
 }
 
 constexpr size_t kAlign = 64;
@@ -357,7 +371,26 @@ class CpuOps final : public Ops {
 
   // ---- attention -------------------------------------------------------------------------------
   // One task per (b, h); each task touches only its head's channel slices, so tasks never share
-  // output memory. Scores live in a per-thread scratch row of length T, never a T x T matrix.
+  // output memory. Per thread, the scratch holds the head's keys (and for backward values)
+  // transposed to (hs, T), so the scores of one query against all keys are a vectorised axpy over
+  // keys rather than T short dot products; plus score rows of length T. Never a T x T matrix.
+
+  // kt[d*T + j] = src[j*C3 + d] for j < T, d < hs (one head's keys or values, transposed).
+  static void gather_transposed(float* kt, const float* src, int T, int hs, int64_t C3) {
+    for (int j = 0; j < T; ++j)
+      for (int d = 0; d < hs; ++d) kt[int64_t(d) * T + j] = src[j * C3 + d];
+  }
+  // s[j] = sum_d a[d] * mt[d*T + j] for j <= i (a query against keys, or dout against values).
+  static void scores_row(float* s, const float* a, const float* mt, int i, int T, int hs) {
+    for (int j = 0; j <= i; ++j) s[j] = 0;
+    for (int d = 0; d < hs; ++d) {
+      const float ad = a[d];
+      const float* row = mt + int64_t(d) * T;
+#pragma omp simd
+      for (int j = 0; j <= i; ++j) s[j] += ad * row[j];
+    }
+  }
+
   void attention_forward(Ptr out_, float* lse, Ptr qkv_, int B, int T, int C, int NH) override {
     float* out = F(out_);
     const float* qkv = F(qkv_);
@@ -367,27 +400,22 @@ class CpuOps final : public Ops {
     const float scale = 1.0f / std::sqrt(float(hs));
 #pragma omp parallel
     {
-      std::vector<float> att(static_cast<size_t>(T));
+      std::vector<float> att(static_cast<size_t>(T)), kt(size_t(T) * size_t(hs));
 #pragma omp for schedule(static) collapse(2)
       for (int b = 0; b < B; ++b) {
         for (int h = 0; h < NH; ++h) {
           const float* base = qkv + int64_t(b) * T * C3 + int64_t(h) * hs;
+          gather_transposed(kt.data(), base + C, T, hs, C3);
           for (int i = 0; i < T; ++i) {
-            const float* q = base + i * C3;
+            scores_row(att.data(), base + i * C3, kt.data(), i, T, hs);
             float mx = -INFINITY;
-            for (int j = 0; j <= i; ++j) {
-              const float* k = base + j * C3 + C;
-              float s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int d = 0; d < hs; ++d) s += q[d] * k[d];
-              s *= scale;
-              att[j] = s;
-              mx = std::max(mx, s);
-            }
+#pragma omp simd reduction(max : mx)
+            for (int j = 0; j <= i; ++j) mx = std::max(mx, att[j]);
+            mx *= scale;  // scale > 0, so the max commutes with scaling
             float sum = 0;
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j <= i; ++j) {
-              const float e = vexp(att[j] - mx);
+              const float e = vexp(att[j] * scale - mx);
               att[j] = e;
               sum += e;
             }
@@ -420,42 +448,51 @@ class CpuOps final : public Ops {
     const int hs = C / NH;
     const int64_t C3 = 3 * int64_t(C);
     const float scale = 1.0f / std::sqrt(float(hs));
-#pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; ++b) {
-      for (int h = 0; h < NH; ++h) {
-        const int64_t off = int64_t(b) * T * C3 + int64_t(h) * hs;
-        const float* base = qkv + off;
-        float* dbase = dqkv + off;
-        // "=" semantics: clear this head's q, k and v slices for every t (the tasks tile dqkv)
-        for (int t = 0; t < T; ++t)
-          for (int part = 0; part < 3; ++part) std::memset(dbase + t * C3 + part * C, 0, size_t(hs) * sizeof(float));
-        for (int i = 0; i < T; ++i) {
-          const float* q = base + i * C3;
-          float* dq = dbase + i * C3;
-          const float* go = dout + (int64_t(b) * T + i) * C + int64_t(h) * hs;
-          const float* o = out + (int64_t(b) * T + i) * C + int64_t(h) * hs;
-          const float L = lse[(int64_t(b) * NH + h) * T + i];
-          float D = 0;
+#pragma omp parallel
+    {
+      std::vector<float> s(static_cast<size_t>(T)), dp(static_cast<size_t>(T)), kt(size_t(T) * size_t(hs)),
+          vt(size_t(T) * size_t(hs));
+#pragma omp for schedule(static) collapse(2)
+      for (int b = 0; b < B; ++b) {
+        for (int h = 0; h < NH; ++h) {
+          const int64_t off = int64_t(b) * T * C3 + int64_t(h) * hs;
+          const float* base = qkv + off;
+          float* dbase = dqkv + off;
+          gather_transposed(kt.data(), base + C, T, hs, C3);
+          gather_transposed(vt.data(), base + 2 * C, T, hs, C3);
+          // "=" semantics: clear this head's q, k and v slices for every t (the tasks tile dqkv)
+          for (int t = 0; t < T; ++t)
+            for (int part = 0; part < 3; ++part)
+              std::memset(dbase + t * C3 + part * C, 0, size_t(hs) * sizeof(float));
+          for (int i = 0; i < T; ++i) {
+            const float* q = base + i * C3;
+            float* dq = dbase + i * C3;
+            const float* go = dout + (int64_t(b) * T + i) * C + int64_t(h) * hs;
+            const float* o = out + (int64_t(b) * T + i) * C + int64_t(h) * hs;
+            const float L = lse[(int64_t(b) * NH + h) * T + i];
+            float D = 0;
 #pragma omp simd reduction(+ : D)
-          for (int d = 0; d < hs; ++d) D += go[d] * o[d];
-          for (int j = 0; j <= i; ++j) {
-            const float* k = base + j * C3 + C;
-            const float* v = base + j * C3 + 2 * C;
-            float s = 0, dp = 0;
-#pragma omp simd reduction(+ : s, dp)
-            for (int d = 0; d < hs; ++d) {
-              s += q[d] * k[d];
-              dp += go[d] * v[d];
-            }
-            const float p = vexp(s * scale - L);
-            const float ds = p * (dp - D) * scale;
-            float* dk = dbase + j * C3 + C;
-            float* dv = dbase + j * C3 + 2 * C;
+            for (int d = 0; d < hs; ++d) D += go[d] * o[d];
+            scores_row(s.data(), q, kt.data(), i, T, hs);
+            scores_row(dp.data(), go, vt.data(), i, T, hs);
+            // s[j] <- p_j, dp[j] <- scale * dS_j
 #pragma omp simd
-            for (int d = 0; d < hs; ++d) {
-              dq[d] += ds * k[d];
-              dk[d] += ds * q[d];
-              dv[d] += p * go[d];
+            for (int j = 0; j <= i; ++j) {
+              const float p = vexp(s[j] * scale - L);
+              s[j] = p;
+              dp[j] = p * (dp[j] - D) * scale;
+            }
+            for (int j = 0; j <= i; ++j) {
+              const float* k = base + j * C3 + C;
+              float* dk = dbase + j * C3 + C;
+              float* dv = dbase + j * C3 + 2 * C;
+              const float ds = dp[j], p = s[j];
+#pragma omp simd
+              for (int d = 0; d < hs; ++d) {
+                dq[d] += ds * k[d];
+                dk[d] += ds * q[d];
+                dv[d] += p * go[d];
+              }
             }
           }
         }
@@ -533,35 +570,56 @@ class CpuOps final : public Ops {
     for (size_t i = 0; i < n; ++i) x[i] *= s;
   }
 
+  // Note [AdamW sqrt]: GCC will not vectorise std::sqrt without -fno-math-errno (it keeps a scalar
+  // errno branch), and the optimizer streams ~3.5 GB per step for GPT-2 124M, so the update runs in
+  // L1-sized chunks: moments first (vectorised), then an explicit vector sqrt (IEEE-exact, the same
+  // result as std::sqrt), then the parameter update.
+  template <int kCopy>  // 0: no copy, 1: fp32 copy, 2: bf16 copy
+  static void adamw_impl(float* master, void* copy, float* m, float* v, const float* grad, size_t n,
+                         const AdamWParams& hp) {
+    const float b1 = hp.beta1, b2 = hp.beta2, lr = hp.lr, eps = hp.eps, wd = hp.weight_decay, gs = hp.grad_scale;
+    const float c1 = float(1.0 / (1.0 - std::pow(double(b1), double(hp.t))));  // 1 / bias corrections
+    const float c2 = float(1.0 / (1.0 - std::pow(double(b2), double(hp.t))));
+    constexpr size_t kBlock = 2048;
+    const int64_t nblocks = int64_t((n + kBlock - 1) / kBlock);
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const size_t lo = size_t(blk) * kBlock, len = std::min(kBlock, n - lo);
+      alignas(64) float den[kBlock];
+      float* M = m + lo;
+      float* Vv = v + lo;
+      const float* G = grad + lo;
+#pragma omp simd
+      for (size_t i = 0; i < len; ++i) {
+        const float g = G[i] * gs;
+        const float mi = b1 * M[i] + (1.0f - b1) * g;
+        const float vi = b2 * Vv[i] + (1.0f - b2) * g * g;
+        M[i] = mi;
+        Vv[i] = vi;
+        den[i] = vi * c2;  // vhat
+      }
+      sqrt_inplace(den, len);
+      float* W = master + lo;
+#pragma omp simd
+      for (size_t i = 0; i < len; ++i) {
+        const float w = W[i] - lr * ((M[i] * c1) / (den[i] + eps) + wd * W[i]);
+        W[i] = w;
+        if constexpr (kCopy == 1) static_cast<float*>(copy)[lo + i] = w;
+        if constexpr (kCopy == 2) static_cast<uint16_t*>(copy)[lo + i] = f32_to_bf16(w);
+      }
+    }
+  }
+
   void adamw(float* master, Ptr param_copy, float* m, float* v, const float* grad, size_t n,
              const AdamWParams& hp) override {
-    const float b1 = hp.beta1, b2 = hp.beta2, lr = hp.lr, eps = hp.eps, wd = hp.weight_decay, gs = hp.grad_scale;
-    const float c1 = float(1.0 / (1.0 - std::pow(double(b1), double(hp.t))));  // 1 / bias correction
-    const float c2 = float(1.0 / (1.0 - std::pow(double(b2), double(hp.t))));
-    auto step = [=](size_t i) {
-      const float g = grad[i] * gs;
-      const float mi = b1 * m[i] + (1.0f - b1) * g;
-      const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      const float w = master[i];
-      const float upd = (mi * c1) / (std::sqrt(vi * c2) + eps) + wd * w;
-      return master[i] = w - lr * upd;
-    };
-    if (!param_copy || (param_copy.dt == DType::F32 && param_copy.p == master)) {
-#pragma omp parallel for simd schedule(static)
-      for (size_t i = 0; i < n; ++i) step(i);
-    } else if (param_copy.dt == DType::F32) {
-      float* pc = param_copy.f32();
-#pragma omp parallel for simd schedule(static)
-      for (size_t i = 0; i < n; ++i) pc[i] = step(i);
-    } else if (param_copy.dt == DType::BF16) {
-      uint16_t* pc = static_cast<uint16_t*>(param_copy.p);
-#pragma omp parallel for simd schedule(static)
-      for (size_t i = 0; i < n; ++i) pc[i] = f32_to_bf16(step(i));
-    } else {
+    if (!param_copy || (param_copy.dt == DType::F32 && param_copy.p == master))
+      adamw_impl<0>(master, nullptr, m, v, grad, n, hp);
+    else if (param_copy.dt == DType::F32)
+      adamw_impl<1>(master, param_copy.p, m, v, grad, n, hp);
+    else if (param_copy.dt == DType::BF16)
+      adamw_impl<2>(master, param_copy.p, m, v, grad, n, hp);
+    else
       throw RuntimeError(strfmt("cpu adamw: unsupported param copy dtype %s", dtype_name(param_copy.dt)));
-    }
   }
 
  private:
