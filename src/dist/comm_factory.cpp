@@ -64,11 +64,28 @@ bool force_mpi() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
-// World size as the ranks see it (1 when MPI is not running).
+#ifndef MC_HAVE_MPI
+// The world size a launcher announced in the environment (1 if none did).
+int launcher_world_size() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}) {
+    const char* s = std::getenv(v);
+    if (s && std::atoi(s) > 1) return std::atoi(s);
+  }
+  return 1;
+}
+#endif
+
+// World size as the ranks see it (1 when MPI is not running). Built without MPI, a launch with several
+// ranks would silently run that many independent single-rank jobs: refuse it instead.
 int world_size() {
 #ifdef MC_HAVE_MPI
   return mpi_world_size();
 #else
+  const int n = launcher_world_size();
+  if (n > 1)
+    throw UsageError(strfmt("--comm: launched with %d ranks, but this minicolossus was built without MPI; run "
+                            "scripts/setup.sh and rebuild",
+                            n));
   return 1;
 #endif
 }

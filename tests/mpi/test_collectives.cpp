@@ -466,7 +466,9 @@ TEST(Factory, PicksMpiUnderMpirun) {
   if (n > 1) {
     EXPECT_THROW(make_communicator("single", nullptr), UsageError);
   }
-  if (cuda_device_count() == 0) EXPECT_THROW(make_communicator("nccl", &ops), UsageError);
+  if (cuda_device_count() == 0) {
+    EXPECT_THROW(make_communicator("nccl", &ops), UsageError);
+  }
   EXPECT_THROW(make_communicator("tcp", nullptr), UsageError);
 }
 
