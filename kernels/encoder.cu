@@ -48,25 +48,41 @@ void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* 
 // dwte[v] += sum over positions i with tokens[i] == v of dout[i]. Atomics would make the fp32 sum
 // order (and so the bits) vary run to run, so instead:
 //  1. next_kernel: for each position i, next[i] = the smallest j > i with the same token (-1 if none),
-//     and has_prev[next[i]] = 1. Each position is scanned against later tokens only, O(N^2) int compares
-//     in the worst case, which for N = B*T <= ~16k is tens of microseconds.
+//     and has_prev[next[i]] = 1. Each block scans the later tokens through shared memory: O(N^2) int
+//     compares in the worst case, ~0.1 ms for N = B*T = 16k.
 //  2. wte_kernel: blocks over (position i, channel chunk); only "first occurrence" positions
 //     (has_prev == 0) do work: they walk their chain i -> next[i] -> ... summing dout in position
 //     order in fp32, then add once into dwte. Every dwte row is owned by exactly one chain: no races.
+//     A very frequent token makes a long serial chain (hundreds of dependent loads); fine at our
+//     sizes, and the first thing to change (sort + segmented sum) if it ever shows in a profile.
 //  3. wpe_kernel: dwpe[t, c] += sum over b (in b order) of dout[b, t, c], one thread per (t, c).
 
 size_t encoder_backward_scratch_bytes(int B, int T) { return size_t(B) * T * 2 * sizeof(int); }
 
+// The block walks the later tokens in shared-memory tiles of kNextTile (all threads read the same
+// element: a broadcast), until every thread of the block has found its next occurrence.
+constexpr int kNextTile = 1024;
 __global__ void encoder_next_kernel(int* next, int* has_prev, const int* tokens, int N) {
+  __shared__ int tile[kNextTile];
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= N) return;
-  const int tok = tokens[i];
+  const int tok = i < N ? tokens[i] : -1;
+  bool searching = i < N;
   int nx = -1;
-  for (int j = i + 1; j < N; ++j)
-    if (__ldg(tokens + j) == tok) {
-      nx = j;
-      break;
+  for (int base = blockIdx.x * blockDim.x + 1; base < N; base += kNextTile) {
+    if (!__syncthreads_or(searching)) break;  // also: everyone is done reading the previous tile
+    for (int k = threadIdx.x; k < kNextTile; k += blockDim.x) tile[k] = base + k < N ? tokens[base + k] : -2;
+    __syncthreads();
+    if (searching) {
+      const int lim = min(kNextTile, N - base);
+      for (int k = max(0, i + 1 - base); k < lim; ++k)
+        if (tile[k] == tok) {
+          nx = base + k;
+          searching = false;
+          break;
+        }
     }
+  }
+  if (i >= N) return;
   next[i] = nx;
   if (nx >= 0) has_prev[nx] = 1;  // exactly one i points at each nx: a plain store suffices
 }
