@@ -70,13 +70,12 @@ class Communicator {
 // launcher, or when forced). Safe to call once; finalize at exit. Defined in comm_factory.cpp.
 void dist_init(int* argc, char*** argv);
 void dist_finalize();
-// True when this process was started by mpirun/mpiexec/srun (environment variables), so that
-// "auto" picks mpi even with one rank.
+// True when this process was started by mpirun/mpiexec/srun (environment variables): MPI is then
+// initialised even for one rank ("auto" still picks single for a world of one).
 bool launched_by_mpi();
 
-// Picks the backend: "auto" -> nccl when ops are on a GPU, nccl is built and each rank has its own
-// GPU; mpi (staged through host memory if ops are on a GPU) when launched with several ranks;
-// single otherwise. "single" | "mpi" | "nccl" force one (UsageError naming --comm if impossible).
+// Picks the backend: "auto" -> single for a world of one; nccl when ops are on a GPU, nccl is built
+// and each rank has its own GPU; otherwise mpi (staged through host memory if ops are on a GPU). "single" | "mpi" | "nccl" force one (UsageError naming --comm if impossible).
 // ops may be null (host buffers only). When ops->on_device(), mpi is wrapped in host staging through
 // ops->download/upload, and nccl orders itself after ops->stream().
 class Ops;
