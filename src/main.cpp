@@ -1,6 +1,9 @@
 // minicolossus: subcommand dispatch. `minicolossus` with no subcommand (or only flags) trains.
 // Exit codes: 0 success, 2 bad usage or input (one line naming the flag/file), 1 runtime failure.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -24,6 +27,13 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Note [OpenMP wait policy] (cpu_ops.cpp): spinning OpenMP workers halve OpenBLAS's speed, and
+  // libgomp reads OMP_WAIT_POLICY only at load time, so start over once with it set. A user's own
+  // setting is kept.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // only returns on failure: then run as we are
+  }
   std::string sub = argc >= 2 ? argv[1] : "train";
   if (sub == "--help" || sub == "-h" || sub == "help") {
     std::printf("%s", kUsage);
