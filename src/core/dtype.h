@@ -58,4 +58,25 @@ inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 
+// Element i of a buffer of type dt, as a double (tests and benchmarks use it to fill and check).
+inline void dtype_store(void* p, size_t i, DType dt, double v) {
+  switch (dt) {
+    case DType::F32: static_cast<float*>(p)[i] = float(v); break;
+    case DType::F64: static_cast<double*>(p)[i] = v; break;
+    case DType::I32: static_cast<int32_t*>(p)[i] = int32_t(v); break;
+    case DType::I64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
+    case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v)); break;
+  }
+}
+inline double dtype_load(const void* p, size_t i, DType dt) {
+  switch (dt) {
+    case DType::F32: return static_cast<const float*>(p)[i];
+    case DType::F64: return static_cast<const double*>(p)[i];
+    case DType::I32: return static_cast<const int32_t*>(p)[i];
+    case DType::I64: return double(static_cast<const int64_t*>(p)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+  return 0;
+}
+
 }  // namespace mc

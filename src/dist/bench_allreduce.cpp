@@ -31,17 +31,6 @@ struct BenchFlags {
   std::string comm = "auto";
 };
 
-// Stores the integer-valued v as element i of a dt buffer (exact for the small values used here).
-void store(void* p, size_t i, DType dt, double v) {
-  switch (dt) {
-    case DType::F32: static_cast<float*>(p)[i] = float(v); break;
-    case DType::F64: static_cast<double*>(p)[i] = v; break;
-    case DType::I32: static_cast<int32_t*>(p)[i] = int32_t(v); break;
-    case DType::I64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
-    case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v)); break;
-  }
-}
-
 // Note [Exact check]
 // Rank r's element i is v(r, i) = (r + i) % K + 1, a small positive integer. Every partial result an
 // all-reduce can form (sums of subsets of ranks, maxima, minima) is then an integer no larger than
@@ -64,9 +53,9 @@ void expected_element(void* p, size_t i, DType dt, RedOp op, int n, int k) {
     mn = std::min(mn, v);
   }
   switch (op) {
-    case RedOp::Sum: store(p, i, dt, sum); return;
-    case RedOp::Max: store(p, i, dt, mx); return;
-    case RedOp::Min: store(p, i, dt, mn); return;
+    case RedOp::Sum: dtype_store(p, i, dt, sum); return;
+    case RedOp::Max: dtype_store(p, i, dt, mx); return;
+    case RedOp::Min: dtype_store(p, i, dt, mn); return;
     case RedOp::Avg: break;
   }
   switch (dt) {
@@ -190,7 +179,7 @@ int cmd_bench_allreduce(int argc, char** argv) {
     const size_t count = bytes / esz;
     // One checked all-reduce: Note [Exact check].
     for (size_t i = 0; i < count; ++i) {
-      store(fill.data(), i, dt, pattern(comm->rank(), i, k));
+      dtype_store(fill.data(), i, dt, pattern(comm->rank(), i, k));
       expected_element(want.data(), i, dt, op, n, k);
     }
     buf.upload(fill.data(), bytes);

@@ -45,27 +45,8 @@ struct Buf {
   std::vector<double> storage;
   Buf(DType dt_, size_t n_) : dt(dt_), n(n_), storage((n_ * dtype_size(dt_)) / 8 + 1) {}
   void* data() { return storage.data(); }
-  void set(size_t i, double v) {
-    void* p = storage.data();
-    switch (dt) {
-      case DType::F32: static_cast<float*>(p)[i] = float(v); break;
-      case DType::F64: static_cast<double*>(p)[i] = v; break;
-      case DType::I32: static_cast<int32_t*>(p)[i] = int32_t(v); break;
-      case DType::I64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
-      case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v)); break;
-    }
-  }
-  double get(size_t i) const {
-    const void* p = storage.data();
-    switch (dt) {
-      case DType::F32: return static_cast<const float*>(p)[i];
-      case DType::F64: return static_cast<const double*>(p)[i];
-      case DType::I32: return static_cast<const int32_t*>(p)[i];
-      case DType::I64: return double(static_cast<const int64_t*>(p)[i]);
-      case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    }
-    return 0;
-  }
+  void set(size_t i, double v) { dtype_store(storage.data(), i, dt, v); }
+  double get(size_t i) const { return dtype_load(storage.data(), i, dt); }
   void fill(const std::function<double(size_t)>& f) {
     for (size_t i = 0; i < n; ++i) set(i, f(i));
   }
