@@ -77,6 +77,19 @@ __device__ __forceinline__ Pack<T> load_pack(const T* p) {
   *reinterpret_cast<int4*>(&r) = *reinterpret_cast<const int4*>(p);
   return r;
 }
+
+// Loads VEC consecutive bf16 as floats (VEC == 8 needs a 16-byte aligned address).
+template <int VEC>
+__device__ __forceinline__ void load_f(float* f, const bf16* p) {
+  if constexpr (VEC == 8) {
+    Pack<bf16> x = load_pack(p);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = to_f(x.v[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) f[i] = to_f(p[i]);
+  }
+}
 template <typename T>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T>& r) {
   *reinterpret_cast<int4*>(p) = *reinterpret_cast<const int4*>(&r);

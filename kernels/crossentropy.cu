@@ -18,17 +18,6 @@ __device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2
 }
 
 template <int VEC>
-__device__ __forceinline__ void load_row(float* f, const bf16* p) {
-  if constexpr (VEC == 8) {
-    Pack<bf16> x = load_pack(p);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) f[i] = to_f(x.v[i]);
-  } else {
-    f[0] = to_f(p[0]);
-  }
-}
-
-template <int VEC>
 __global__ void crossentropy_kernel(float* losses, bf16* logits, const int* targets, int V, int Vp, float dloss,
                                     bool backward) {
   __shared__ float sm[32], ss[32];
@@ -43,7 +32,7 @@ __global__ void crossentropy_kernel(float* losses, bf16* logits, const int* targ
   float m = -INFINITY, s = 0.f;
   for (int c = threadIdx.x * VEC; c < V; c += blockDim.x * VEC) {
     float f[VEC];
-    load_row<VEC>(f, x + c);
+    load_f<VEC>(f, x + c);
 #pragma unroll
     for (int i = 0; i < VEC; ++i) {
       if (c + i >= V) break;
@@ -77,7 +66,7 @@ __global__ void crossentropy_kernel(float* losses, bf16* logits, const int* targ
   // Pass 2: dlogits in place; padded columns zeroed.
   for (int c = threadIdx.x * VEC; c < Vp; c += blockDim.x * VEC) {
     float f[VEC];
-    load_row<VEC>(f, x + c);
+    load_f<VEC>(f, x + c);
 #pragma unroll
     for (int i = 0; i < VEC; ++i) {
       const int col = c + i;

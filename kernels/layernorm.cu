@@ -11,18 +11,6 @@ namespace {
 
 constexpr float kEps = 1e-5f;
 
-// Loads VEC consecutive bf16 as floats (VEC == 8 needs a 16-byte aligned address).
-template <int VEC>
-__device__ __forceinline__ void load_f(float* f, const bf16* p) {
-  if constexpr (VEC == 8) {
-    Pack<bf16> x = load_pack(p);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) f[i] = to_f(x.v[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) f[i] = to_f(p[i]);
-  }
-}
 template <int VEC>
 __device__ __forceinline__ void store_f(bf16* p, const float* f) {
   if constexpr (VEC == 8) {
