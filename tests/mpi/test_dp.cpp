@@ -219,3 +219,83 @@ TEST(DataParallel, RanksWithDifferentFlagsAreRefused) {
     EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos);
   }
 }
+
+namespace {
+// CPU ops that claim to live on a device, so the factory wraps MPI in host staging exactly as it
+// does for several ranks sharing one GPU. Every call forwards to the real CPU ops.
+class PretendDeviceOps final : public Ops {
+ public:
+  PretendDeviceOps() : cpu_(make_cpu_ops()) {}
+  std::string name() const override { return "pretend-device"; }
+  bool on_device() const override { return true; }
+  DType act_dtype() const override { return cpu_->act_dtype(); }
+  void* alloc(size_t n) override { return cpu_->alloc(n); }
+  void free(void* p) override { cpu_->free(p); }
+  void zero(void* p, size_t n) override { cpu_->zero(p, n); }
+  void upload(void* d, const void* s, size_t n) override { ++transfers; cpu_->upload(d, s, n); }
+  void download(void* d, const void* s, size_t n) override { ++transfers; cpu_->download(d, s, n); }
+  void copy(void* d, const void* s, size_t n) override { cpu_->copy(d, s, n); }
+  void convert(Ptr d, Ptr s, size_t n) override { cpu_->convert(d, s, n); }
+  void synchronize() override { cpu_->synchronize(); }
+  void encoder_forward(Ptr o, const int* t, Ptr a, Ptr b, int B, int T, int C) override {
+    cpu_->encoder_forward(o, t, a, b, B, T, C);
+  }
+  void encoder_backward(float* a, float* b, Ptr d, const int* t, int B, int T, int C) override {
+    cpu_->encoder_backward(a, b, d, t, B, T, C);
+  }
+  void layernorm_forward(Ptr o, float* m, float* r, Ptr i, Ptr w, Ptr b, int N, int C) override {
+    cpu_->layernorm_forward(o, m, r, i, w, b, N, C);
+  }
+  void layernorm_backward(Ptr di, float* dw, float* db, Ptr d, Ptr i, Ptr w, const float* m, const float* r, int N,
+                          int C) override {
+    cpu_->layernorm_backward(di, dw, db, d, i, w, m, r, N, C);
+  }
+  void matmul_forward(Ptr o, Ptr i, Ptr w, Ptr b, int N, int C, int OC) override {
+    cpu_->matmul_forward(o, i, w, b, N, C, OC);
+  }
+  void matmul_backward(Ptr di, float* dw, float* db, Ptr d, Ptr i, Ptr w, int N, int C, int OC) override {
+    cpu_->matmul_backward(di, dw, db, d, i, w, N, C, OC);
+  }
+  void gelu_forward(Ptr o, Ptr i, size_t n) override { cpu_->gelu_forward(o, i, n); }
+  void gelu_backward(Ptr di, Ptr i, Ptr d, size_t n) override { cpu_->gelu_backward(di, i, d, n); }
+  void residual_forward(Ptr o, Ptr a, Ptr b, size_t n) override { cpu_->residual_forward(o, a, b, n); }
+  void attention_forward(Ptr o, float* l, Ptr q, int B, int T, int C, int NH) override {
+    cpu_->attention_forward(o, l, q, B, T, C, NH);
+  }
+  void attention_backward(Ptr dq, Ptr d, Ptr q, Ptr o, const float* l, int B, int T, int C, int NH) override {
+    cpu_->attention_backward(dq, d, q, o, l, B, T, C, NH);
+  }
+  void crossentropy(float* l, Ptr lg, const int* t, int N, int V, int Vp, float d, bool bw) override {
+    cpu_->crossentropy(l, lg, t, N, V, Vp, d, bw);
+  }
+  double sum(const float* x, size_t n) override { return cpu_->sum(x, n); }
+  double sum_squares(const float* g, size_t n) override { return cpu_->sum_squares(g, n); }
+  void scale(float* x, float s, size_t n) override { cpu_->scale(x, s, n); }
+  void adamw(float* m, Ptr c, float* a, float* b, const float* g, size_t n, const AdamWParams& hp) override {
+    cpu_->adamw(m, c, a, b, g, n, hp);
+  }
+  size_t transfers = 0;
+
+ private:
+  std::unique_ptr<Ops> cpu_;
+};
+}  // namespace
+
+// Several ranks sharing one GPU go through MPI with host staging; the trainer must train exactly as
+// over plain MPI (same reductions, only copied through host memory on the way).
+TEST(DataParallel, StagedCommunicatorTrainsLikePlainMpi) {
+  for (int zero : {0, 1}) {
+    TrainConfig c = base("");
+    c.zero = zero;
+    Result plain = train_on(MPI_COMM_WORLD, c);
+    PretendDeviceOps ops;
+    auto comm = make_communicator("mpi", &ops);
+    EXPECT_EQ(comm->name(), "mpi+staging");
+    Trainer t(plan_run(c), *comm, ops);
+    std::vector<double> losses;
+    for (const auto& s : t.run().steps) losses.push_back(s.loss);
+    EXPECT_EQ(losses, plain.losses) << "zero " << zero;
+    EXPECT_EQ(t.master_params(), plain.params) << "zero " << zero;
+    EXPECT_GT(ops.transfers, size_t(4 * c.steps)) << "gradients must have been staged";
+  }
+}
