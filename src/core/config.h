@@ -32,6 +32,8 @@ struct TrainConfig {
   double bucket_mb = 25.0;       // --bucket-mb: gradient bucket size (Note [Bucket overlap]); 25 measured
                                  // best of 1/4/8/25 for d6 on 2 CPU ranks (scripts/bench_dp.sh)
   bool overlap = true;           // --no-overlap turns off reducing buckets during backward (for measuring)
+  double watchdog_s = 300;       // --watchdog-s: abort the job when no step completes for
+                                 // max(this, 10 x the slowest step or save so far); 0 = off (Note [Watchdog])
   double peak_tflops = 0;        // --peak-tflops: for MFU; 0 = 989 on cuda (H100 bf16), 0.19 on cpu
   // checkpoints
   std::string ckpt_dir = "checkpoints";  // --ckpt-dir

@@ -84,6 +84,9 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
   bool no_overlap = false;
   app.add_flag("--no-overlap", no_overlap, "reduce gradients only after backward (for measuring the overlap)");
+  app.add_option("--watchdog-s", c.watchdog_s,
+                 "abort the job when no step completes for max(this, 10 x the slowest step) seconds (0: off)")
+      ->capture_default_str();
   app.add_option("--peak-tflops", c.peak_tflops, "peak FLOP/s per rank for MFU (default 989 on cuda, 0.19 on cpu)");
   app.add_option("--ckpt-dir", c.ckpt_dir, "checkpoint directory")->capture_default_str();
   app.add_option("--ckpt-every", c.ckpt_every, "also checkpoint every N steps (0: at the end and on SIGTERM/SIGINT)")->capture_default_str();

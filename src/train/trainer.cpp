@@ -41,7 +41,7 @@ nlohmann::json config_json(const TrainConfig& c) {
           {"min_lr_frac", c.min_lr_frac}, {"weight_decay", c.weight_decay}, {"beta1", c.beta1},
           {"beta2", c.beta2},     {"eps", c.eps},               {"grad_clip", c.grad_clip},
           {"device", c.device},   {"comm", c.comm},             {"zero", c.zero},
-          {"bucket_mb", c.bucket_mb}, {"overlap", c.overlap},   {"ckpt_dir", c.ckpt_dir},
+          {"bucket_mb", c.bucket_mb}, {"overlap", c.overlap},   {"watchdog_s", c.watchdog_s},   {"ckpt_dir", c.ckpt_dir},
           {"ckpt_every", c.ckpt_every}, {"resume", c.resume},   {"seed", c.seed},
           {"metrics", c.metrics}, {"val_every", c.val_every},   {"val_seqs", c.val_seqs}};
 }
@@ -59,6 +59,40 @@ void install_stop_handlers() {
   std::signal(SIGUSR1, on_stop_signal);
 }
 bool stop_requested() { return g_stop.load() != 0; }
+
+// ---- watchdog (Note [Watchdog]) --------------------------------------------------------------
+
+namespace {
+double now_s() { return std::chrono::duration<double>(clock_t_::now().time_since_epoch()).count(); }
+}  // namespace
+
+Watchdog::Watchdog(Communicator& comm, double timeout_s) : comm_(comm), timeout_s_(timeout_s), last_beat_(now_s()) {
+  thread_ = std::thread([this] {
+    while (!stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const double limit = std::max(timeout_s_, 10.0 * slowest_s_.load());
+      const double idle = now_s() - last_beat_.load();
+      if (!stop_.load() && idle > limit) {
+        std::fprintf(stderr,
+                     "minicolossus: [rank %d] watchdog: no training progress for %.0f s (limit %.0f s, --watchdog-s); "
+                     "a peer rank is hung or stopped; aborting the job\n",
+                     comm_.rank(), idle, limit);
+        std::fflush(stderr);
+        comm_.abort(1);
+      }
+    }
+  });
+}
+
+Watchdog::~Watchdog() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Watchdog::beat(double last_work_s) {
+  slowest_s_.store(std::max(slowest_s_.load(), last_work_s));  // only this thread writes it
+  last_beat_.store(now_s());
+}
 
 // ---- planning (no communication) -------------------------------------------------------------
 
@@ -81,6 +115,7 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
   MC_REQUIRE(c.val_seqs >= 0, "--val-seqs %d: must be >= 0", c.val_seqs);
   MC_REQUIRE(c.log_every > 0, "--log-every %d: must be positive", c.log_every);
   MC_REQUIRE(c.stop_at >= 0, "--stop-at %d: must be >= 0", c.stop_at);
+  MC_REQUIRE(c.watchdog_s >= 0, "--watchdog-s %g: must be >= 0 (0 turns it off)", c.watchdog_s);
   if (c.warmup < 0) c.warmup = std::min(700, c.steps / 20);
   if (c.data_dir.empty()) c.data_dir = default_data_dir();
   p.data = open_data_dir(c.data_dir);
@@ -313,6 +348,9 @@ void Trainer::log_step(const StepMetrics& m) {
 TrainResult Trainer::run() {
   TrainResult res;
   res.start_step = step_;
+  std::unique_ptr<Watchdog> dog;
+  if (R_ > 1 && cfg_.watchdog_s > 0) dog = std::make_unique<Watchdog>(comm_, cfg_.watchdog_s);
+  auto t_work = clock_t_::now();
   while (step_ < cfg_.steps) {
     StepMetrics m = train_step();
     const bool last = step_ == cfg_.steps;
@@ -323,6 +361,8 @@ TrainResult Trainer::run() {
     const bool want_stop = stop_requested() || (cfg_.stop_at > 0 && step_ >= cfg_.stop_at);
     const bool stop = comm_.all_reduce_host(want_stop ? 1.0 : 0.0, RedOp::Max) > 0;
     if ((cfg_.ckpt_every > 0 && step_ % cfg_.ckpt_every == 0) || last || stop) res.last_checkpoint = save();
+    if (dog) dog->beat(seconds_since(t_work));  // the step with its validation and checkpoint
+    t_work = clock_t_::now();
     if (stop && !last) {
       res.stopped_early = true;
       if (!cfg_.quiet) std::printf("stopping after step %d (checkpoint %s)\n", step_, res.last_checkpoint.c_str());

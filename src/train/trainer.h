@@ -4,8 +4,10 @@
 // Invariant: every rank constructs the Trainer with the same TrainConfig and data; all decisions that
 // could differ between ranks (loss, norm, non-finite values, stopping) are all-reduced first.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,11 +55,29 @@ struct RunPlan {
 };
 RunPlan plan_run(const TrainConfig& cfg);
 
+// Note [Watchdog]
+// A dead rank is noticed by the launcher, which ends the job; a rank that hangs or is stopped is not:
+// its peers wait in the next collective forever. Each rank therefore runs a watchdog thread that
+// aborts the whole job (Communicator::abort) when no step has completed for max(timeout_s, 10 x the
+// slowest step or checkpoint seen). The slowest rank's peers notice within that time of its stall.
+class Watchdog {
+ public:
+  Watchdog(Communicator& comm, double timeout_s);
+  ~Watchdog();
+  void beat(double last_work_s);  // progress was made; last_work_s: how long that unit of work took
+ private:
+  Communicator& comm_;
+  double timeout_s_;
+  std::atomic<double> slowest_s_{0}, last_beat_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 class Trainer {
  public:
   Trainer(const RunPlan& plan, Communicator& comm, Ops& ops);
   ~Trainer();
-  TrainResult run();
+  TrainResult run();  // runs the watchdog (Note [Watchdog]) when there are several ranks
   GPT2& model() { return *model_; }
   int step() const { return step_; }
   // Full fp32 master parameters on the host (collective under ZeRO: every rank must call).
