@@ -10,6 +10,7 @@
 #include "../test_util.h"
 #include "dist/comm_mpi.h"
 #include "dist/grad_sync.h"
+#include "model/llmc_io.h"
 #include "ops/cpu/cpu_ops.h"
 #include "train/trainer.h"
 
@@ -297,5 +298,33 @@ TEST(DataParallel, StagedCommunicatorTrainsLikePlainMpi) {
     EXPECT_EQ(losses, plain.losses) << "zero " << zero;
     EXPECT_EQ(t.master_params(), plain.params) << "zero " << zero;
     EXPECT_GT(ops.transfers, size_t(4 * c.steps)) << "gradients must have been staged";
+  }
+}
+
+// A non-finite gradient norm is an all-reduced value, so every rank skips the update together:
+// training goes on (no deadlock) and the weights stay as they were.
+TEST(DataParallel, NonFiniteGradientsAreSkippedOnEveryRank) {
+  const std::string file = shared_dir("nan_model.bin");
+  ModelConfig mc = model_preset("tiny", 256);
+  std::vector<float> w;
+  if (world_rank() == 0) {
+    w = gpt2_init(mc, make_layout(mc), 5);
+    w[make_layout(mc).find("h.1.fcw").offset + 17] = NAN;
+    write_llmc_model(file, mc, w);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (int zero : {0, 1}) {
+    TrainConfig c = base("");
+    c.init_from = file;
+    c.zero = zero;
+    c.steps = 3;
+    Result r = train_on(MPI_COMM_WORLD, c);
+    ASSERT_EQ(r.losses.size(), 3u);
+    for (double l : r.losses) EXPECT_TRUE(std::isnan(l));
+    for (const auto& s : r.res.steps) EXPECT_FALSE(std::isfinite(s.grad_norm));
+    const std::vector<float> init = plan_run(c).init_params;
+    ASSERT_EQ(r.params.size(), init.size());
+    EXPECT_EQ(0, std::memcmp(r.params.data(), init.data(), init.size() * sizeof(float)))
+        << "an update was applied despite a non-finite norm (zero " << zero << ")";
   }
 }
