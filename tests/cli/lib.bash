@@ -26,3 +26,10 @@ expect_usage() {
     fail "$what: rc=$rc, $lines stderr lines (want 2, 1 line matching '$PATTERN'): $(head -c 400 err.txt)"
   fi
 }
+# wait_for_line PATTERN FILE: up to 20 s for a line matching PATTERN to appear in FILE.
+wait_for_line() { for _ in $(seq 1 200); do grep -q -- "$1" "$2" && return 0; sleep 0.1; done; return 1; }
+# wait_gone PID SECONDS: 0 if the process ended within SECONDS, else 1.
+wait_gone() { for _ in $(seq 1 $(( $2 * 10 ))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+# A rank process of this test's run (matched by its binary and this test's data path), newest first.
+rank_pid() { pgrep -f "^$MC train --data $WORK/data" | tail -1; }
+kill_ranks() { pkill -KILL -f "^$MC train --data $WORK/data" 2>/dev/null; }

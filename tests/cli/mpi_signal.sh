@@ -8,7 +8,7 @@ make_data
 MPI=(mpirun --allow-run-as-root --oversubscribe -np 2)
 "${MPI[@]}" "$MC" train --data data --steps 100000 --batch 2 --seq 32 --ckpt-dir ck --val-every 0 > run.txt 2>&1 &
 pid=$!
-for i in $(seq 1 200); do grep -q '^step' run.txt && break; sleep 0.1; done
+wait_for_line '^step' run.txt
 kill -USR1 $pid
 wait $pid
 rc=$?

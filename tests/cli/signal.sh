@@ -3,7 +3,7 @@ source "$(dirname "$0")/lib.bash"
 make_data
 "$MC" train --data data --steps 100000 --batch 2 --seq 32 --ckpt-dir ck --val-every 0 > run.txt 2>&1 &
 pid=$!
-for i in $(seq 1 100); do grep -q '^step' run.txt && break; sleep 0.1; done
+wait_for_line '^step' run.txt
 kill -TERM $pid
 wait $pid
 rc=$?
