@@ -42,7 +42,7 @@ typedef __nv_bfloat16 bf16;
     cublasStatus_t mc_st_ = (call);                                                             \
     if (mc_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
       throw ::mc::RuntimeError(::mc::where(__FILE__, __LINE__) + ": cuBLAS error " +            \
-                               std::to_string(int(mc_st_)) + " (" + cublasGetStatusString(mc_st_) + \
+                               std::to_string(int(mc_st_)) + " (" + cublasLtGetStatusString(mc_st_) + \
                                ") in " #call);                                                  \
   } while (0)
 

@@ -3,6 +3,7 @@
 // *_mpi.cpp / *_nccl.cpp was compiled, so callers of those keep to comm_factory.cpp's #ifdefs.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "dist/comm.h"
 
@@ -24,6 +25,10 @@ std::unique_ptr<Communicator> make_mpi_world_communicator();
 // NCCL over the ranks of `bootstrap` (a host communicator: it broadcasts the unique id, and serves
 // barrier, host scalars and abort). Ordered after ops.stream(). Defined in comm_nccl.cpp.
 std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> bootstrap, Ops& ops);
+// Opens libnccl.so.2 (UsageError naming --comm nccl and where it looked when it cannot), and NCCL's
+// version as "2.28.9". Defined in nccl_shim_nccl.cpp.
+void load_nccl();
+std::string nccl_version_string();
 
 // Communicators whose buffers live on a device implement this too, so that the non-virtual
 // Communicator::all_reduce_host can reduce a host scalar (see comm_common.cpp).

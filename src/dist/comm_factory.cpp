@@ -1,10 +1,12 @@
 // The one place that knows which communicator backends were built (MC_HAVE_MPI, MC_HAVE_NCCL): process
 // start/stop of MPI and the choice of backend for --comm. Invariant: dist_init runs before any
 // communicator is made, and dist_finalize after the last one is destroyed.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "core/dynlib.h"
 #include "core/errors.h"
 #include "dist/backends.h"
 #include "dist/comm.h"
@@ -113,6 +115,7 @@ void require_nccl_possible(const Communicator& host, Ops* ops) {
     throw UsageError(strfmt("--comm nccl: %d ranks share %d GPU%s on this node; NCCL needs one GPU per rank — use "
                             "--comm mpi",
                             host.local_size(), gpus, gpus == 1 ? "" : "s"));
+  load_nccl();
 #endif
 }
 
@@ -150,8 +153,8 @@ void dist_finalize() {
 }
 
 // Note [Backend choice]
-// "auto": nccl when the ops are on a GPU, NCCL is built, there are several ranks and each rank of a
-// node has its own GPU; several ranks otherwise -> mpi (staged through host memory when the ops are on
+// "auto": nccl when the ops are on a GPU, NCCL is built and found at run time, there are several ranks
+// and each rank of a node has its own GPU (all ranks agree on it, or none uses nccl); several ranks otherwise -> mpi (staged through host memory when the ops are on
 // a GPU); one rank -> single (even under mpirun -np 1: identity collectives are the fastest). A null
 // `ops` asks for host buffers; the trainer first makes such a communicator to learn its local rank
 // (which picks its GPU), so "nccl" with null ops validates what it can and returns the MPI host
@@ -189,7 +192,16 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, Ops* op
     if (world_size() <= 1) return make_single_communicator(on_device);
     auto host = host_world();
 #ifdef MC_HAVE_NCCL
-    if (on_device && cuda_device_count() >= host->local_size()) return make_nccl_communicator(std::move(host), *ops);
+    if (on_device) {
+      // Every rank must pick the same backend, and nodes may differ (GPU count, NCCL installed): agree.
+      const bool gpus_ok = cuda_device_count() >= host->local_size();
+      const bool lib_ok = gpus_ok && runtime_library_available(nccl_library());
+      if (host->all_reduce_host(lib_ok ? 1.0 : 0.0, RedOp::Min) > 0.5)
+        return make_nccl_communicator(std::move(host), *ops);
+      if (gpus_ok && !lib_ok)
+        std::fprintf(stderr, "[rank %d] --comm auto: NCCL (libnccl.so.2) not found, reducing through host memory "
+                             "with MPI (set MC_NCCL_LIB to use NCCL)\n", host->rank());
+    }
 #endif
     return for_ops(std::move(host), ops);
   }

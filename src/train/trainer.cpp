@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dynlib.h"
 #include "core/errors.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
@@ -216,6 +217,11 @@ void Trainer::print_config() {
   const double G = double(R_) * B_ * A_;
   std::printf("minicolossus %s | ops %s | comm %s, %d rank%s | zero %d\n", MC_GIT_REV, ops_.name().c_str(),
               comm_.name().c_str(), R_, R_ == 1 ? "" : "s", cfg_.zero);
+  // The run-time libraries actually loaded (Note [Run-time libraries]): which NCCL and cuBLASLt a job used.
+  for (const RuntimeLibrary* lib : {&cublaslt_library(), &nccl_library()}) {
+    const std::string path = runtime_library_path(*lib);
+    if (!path.empty()) std::printf("%s: %s\n", lib->name.c_str(), path.c_str());
+  }
   std::printf("model %s: L%d C%d NH%d context %d vocab %d (padded %d), %.2fM parameters\n",
               cfg_.init_from.empty() ? cfg_.model.c_str() : cfg_.init_from.c_str(), mcfg_.num_layers, mcfg_.channels,
               mcfg_.num_heads, mcfg_.max_seq_len, mcfg_.vocab_size, mcfg_.padded_vocab_size, double(n_) / 1e6);

@@ -294,6 +294,7 @@ class CudaOps final : public Ops {
 std::unique_ptr<Ops> make_cuda_ops(int local_rank) {
   const int n = cuda_device_count_impl();
   if (n <= 0) throw UsageError("--device cuda: no usable CUDA GPU is visible (no driver, or no device)");
+  load_cublaslt();
   const int device = (local_rank < 0 ? 0 : local_rank) % n;
   return std::make_unique<CudaOps>(device);
 }

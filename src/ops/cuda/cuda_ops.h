@@ -8,6 +8,8 @@
 namespace mc {
 // bf16 ops on GPU local_rank % device count. Throws UsageError if no GPU is usable.
 std::unique_ptr<Ops> make_cuda_ops(int local_rank);
+// Opens cuBLASLt (throws UsageError naming --device cuda when it cannot be found). Defined in cublaslt_shim.cpp.
+void load_cublaslt();
 // Visible CUDA devices; 0 when the driver is missing or too old (never throws).
 int cuda_device_count_impl();
 }
