@@ -2,12 +2,15 @@
 # CPU throughput benchmark (not a test): tok/s of d12 (GPT-2 124M) at batch 4 x seq 64, and of the
 # tiny default run. Uses random-ish GPT-2-vocabulary shards made here, so no download is needed.
 # Prints a fixed table; run from anywhere: bash scripts/bench_cpu.sh [steps]
+# MC=path/to/minicolossus measures that binary instead of building build/minicolossus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${1:-12}
-bash scripts/setup.sh
-bash scripts/build.sh >/dev/null
-MC=build/minicolossus
+if [ -z "${MC:-}" ]; then
+  bash scripts/setup.sh
+  bash scripts/build.sh >/dev/null
+  MC=build/minicolossus
+fi
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 # d12 needs a GPT-2-sized vocabulary: write llm.c-format shards of pseudo-random tokens < 50257.

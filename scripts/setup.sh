@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs every system dependency minicolossus needs, with apt-get, only when something is missing.
 # Idempotent and non-interactive; silent when all is there. Needs root (or sudo) the first time.
+# Extra Debian packages a script needs for itself may be named as arguments (package.sh: patchelf).
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git zlib1g-dev libgtest-dev
       openmpi-bin libopenmpi-dev libcli11-dev nlohmann-json3-dev libopenblas-dev
-      bible-kjv python3-numpy)
+      bible-kjv python3-numpy "$@")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 // Invariant: every file appears by rename, tokenizer.json last, and the default corpus directory
 // appears whole by one directory rename, so a reader that sees it complete can trust it.
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -59,6 +60,9 @@ std::string cache_root() {
   if (const char* d = std::getenv("MC_CACHE_DIR"); d && *d) return d;
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/minicolossus";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/minicolossus";
+  // No HOME (env -i, some batch systems): the home directory the user database gives.
+  if (const struct passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir)
+    return std::string(pw->pw_dir) + "/.cache/minicolossus";
   throw RuntimeError("cannot place the default corpus: none of MC_CACHE_DIR, XDG_CACHE_HOME, HOME is set");
 }
 
@@ -77,12 +81,27 @@ bool corpus_ok(const std::string& dir) {
   }
 }
 
-// The whole King James Bible as plain text, from Debian's bible-kjv (`bible` prints it in ~0.05 s).
+// The text a relocatable bundle (scripts/package.sh) carries for machines without bible-kjv:
+// <bundle>/share/minicolossus/kjv.txt beside <bundle>/bin/<this executable>. "" when there is none.
+std::string bundled_kjv() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  const fs::path p = exe.parent_path().parent_path() / "share" / "minicolossus" / "kjv.txt";
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? p.string() : "";
+}
+
+// The whole King James Bible as plain text, from Debian's bible-kjv (`bible` prints it in ~0.05 s), or
+// the copy a bundle carries (the same bytes: package.sh writes it with `bible`).
 std::string kjv_text() {
   const std::string exe = find_on_path("bible");
-  if (exe.empty())
+  if (exe.empty()) {
+    const std::string bundled = bundled_kjv();
+    if (!bundled.empty()) return read_file(bundled);
     throw RuntimeError("the default corpus needs Debian's bible-kjv package: run scripts/setup.sh "
                        "(or pass --data DIR)");
+  }
   const std::string cmd = "'" + exe + "' 'Gen1:1-Rev22:21' 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw RuntimeError(strfmt("cannot run %s: %s", exe.c_str(), std::strerror(errno)));
@@ -138,6 +157,8 @@ std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::s
 }
 
 }  // namespace
+
+bool default_corpus_available() { return !find_on_path("bible").empty() || !bundled_kjv().empty(); }
 
 void prepare_text(const std::string& input, const std::string& out_dir, const std::string& tokenizer,
                   double val_fraction) {

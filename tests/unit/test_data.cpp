@@ -381,7 +381,7 @@ TEST(Prepare, Errors) {
 // ---- the default corpus -----------------------------------------------------------------------
 
 TEST(DefaultCorpus, PreparesOnceAndReuses) {
-  if (std::system("command -v bible >/dev/null 2>&1") != 0) GTEST_SKIP() << "bible-kjv is not installed";
+  if (!default_corpus_available()) GTEST_SKIP() << "bible-kjv is not installed";
   const std::string d = scratch();
   const char* old = std::getenv("MC_CACHE_DIR");
   const std::string saved = old ? old : "";
