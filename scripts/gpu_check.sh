@@ -10,20 +10,21 @@
 #   ranks     2 ranks sharing the GPU (--comm mpi, host staging) == 1 rank with --grad-accum 2;
 #             1 rank with --comm nccl initialises and trains
 #   bench     d12, batch 16, seq 1024, bf16: minicolossus against the PyTorch peer (bench_pytorch.py)
+#   profile   Nsight Compute over one such training step: GPU time per kernel, top kernels first
 # Prints one PASS/FAIL line per stage and DIR/summary.txt; exit 0 only when every stage passed.
 set -uo pipefail
 BIN=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 ROOT=$(dirname "$BIN")
 MC=$BIN/minicolossus
 OUT=gpu-check
-STAGES=smi,tests,memcheck,d12,ranks,bench
+STAGES=smi,tests,memcheck,d12,ranks,bench,profile
 BENCH_STEPS=30
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift 2 ;;
     --stages) STAGES=$2; shift 2 ;;
     --steps) BENCH_STEPS=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +62,22 @@ first, last = steps[0], steps[-1]
 print(f"{len(steps)} steps, loss {la[first]:.4f} -> {la[last]:.4f} vs {lb[first]:.4f} -> {lb[last]:.4f}; "
       f"worst step {worst}: {la[worst]:.5f} vs {lb[worst]:.5f} (rel {rel:.2e}, limit {rtol:g})")
 sys.exit(0 if rel <= rtol and la[last] < la[first] else 1)
+PY
+}
+
+# Random GPT-2-vocabulary shards for the benchmark and the profile (made once).
+gpt2_data() {
+  [ -f "$OUT/gpt2data/val_000000.bin" ] && return 0
+  python3 - "$OUT/gpt2data" <<'PY' >"$OUT/bench_data.log" 2>&1
+import array, os, random, struct, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+rnd = random.Random(0)
+for name, n in (("train_000000.bin", 8_000_000), ("val_000000.bin", 200_000)):
+    toks = array.array("H", (rnd.randrange(50257) for _ in range(n)))
+    if sys.byteorder != "little":
+        toks.byteswap()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(struct.pack("<256i", 20240520, 1, n, *([0] * 253))); f.write(toks.tobytes())
 PY
 }
 
@@ -110,9 +127,9 @@ fi
 
 if stage_on ranks; then
   banner ranks
-  R=(--model tiny --batch 4 --seq 128 --steps 20 --device cuda)
-  "$MC" "${TRAIN[@]}" "${R[@]}" --grad-accum 2 --metrics "$OUT/ranks_accum.jsonl" >"$OUT/ranks_accum.log" 2>&1 &&
-    "$BIN/mpirun" --oversubscribe -np 2 "$MC" "${TRAIN[@]}" "${R[@]}" --comm mpi \
+  R=(--model tiny --batch 4 --seq 128 --device cuda)
+  "$MC" "${TRAIN[@]}" "${R[@]}" --steps 20 --grad-accum 2 --metrics "$OUT/ranks_accum.jsonl" >"$OUT/ranks_accum.log" 2>&1 &&
+    "$BIN/mpirun" --oversubscribe -np 2 "$MC" "${TRAIN[@]}" "${R[@]}" --steps 20 --comm mpi \
       --metrics "$OUT/ranks_np2.jsonl" >"$OUT/ranks_np2.log" 2>&1 &&
     msg=$(compare_losses "$OUT/ranks_accum.jsonl" "$OUT/ranks_np2.jsonl" 0.01) &&
     grep -q "comm mpi+staging, 2 ranks" "$OUT/ranks_np2.log" &&
@@ -127,17 +144,7 @@ fi
 
 if stage_on bench; then
   banner bench
-  # Random GPT-2-vocabulary shards, the same model, batch and sequence for both implementations.
-  python3 - "$OUT/gpt2data" <<'PY' >"$OUT/bench_data.log" 2>&1
-import os, sys
-import numpy as np
-d = sys.argv[1]; os.makedirs(d, exist_ok=True)
-rng = np.random.default_rng(0)
-for name, n in (("train_000000.bin", 8_000_000), ("val_000000.bin", 200_000)):
-    hdr = np.zeros(256, dtype="<i4"); hdr[:3] = (20240520, 1, n)
-    with open(os.path.join(d, name), "wb") as f:
-        f.write(hdr.tobytes()); f.write(rng.integers(0, 50257, n, dtype="<u2").tobytes())
-PY
+  gpt2_data
   SKIP=5
   TOTAL=$((BENCH_STEPS + SKIP))
   "$MC" train --device cuda --data "$OUT/gpt2data" --model d12 --batch 16 --seq 1024 --steps "$TOTAL" \
@@ -170,6 +177,44 @@ json.dump(rows, open(os.path.join(out, "bench.json"), "w"), indent=1)
 PY
   [ $mc_rc -eq 0 ] && [ $torch_rc -eq 0 ] && result bench PASS "$(tail -n 1 "$OUT/bench_table.txt")" ||
     result bench FAIL "minicolossus rc $mc_rc, pytorch rc $torch_rc (bench_*.log)"
+fi
+
+if stage_on profile; then
+  banner profile
+  # One d12 step (forward, backward, AdamW) at the benchmark's shape; ncu times every kernel alone.
+  gpt2_data
+  if ! command -v ncu >/dev/null; then
+    result profile FAIL "ncu not found"
+  else
+    ncu --metrics gpu__time_duration.sum --csv --page raw --print-kernel-base function --log-file "$OUT/profile.csv" \
+      "$MC" train --device cuda --data "$OUT/gpt2data" --model d12 --batch 16 --seq 1024 --steps 1 --ckpt-dir "" \
+      --val-every 0 >"$OUT/profile.log" 2>&1
+    rc=$?
+    python3 - "$OUT/profile.csv" <<'PY' | tee "$OUT/profile_table.txt"
+import csv, collections, sys
+rows = list(csv.reader(open(sys.argv[1], errors="replace")))
+hdr = next(i for i, r in enumerate(rows) if "Kernel Name" in r and "gpu__time_duration.sum" in r)
+name_i, t_i = rows[hdr].index("Kernel Name"), rows[hdr].index("gpu__time_duration.sum")
+unit = rows[hdr + 1][t_i] if hdr + 1 < len(rows) else ""
+scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0, "second": 1e3}.get(unit, 1e-6)
+tot, cnt = collections.Counter(), collections.Counter()
+for r in rows[hdr + 1:]:
+    try:
+        t = float(r[t_i].replace(",", "")) * scale
+    except (ValueError, IndexError):
+        continue
+    name = r[name_i].split("(")[0][:60]
+    tot[name] += t
+    cnt[name] += 1
+total = sum(tot.values())
+print(f"one d12 step (B16 T1024), kernels timed one by one by ncu: {total:.1f} ms GPU time in {sum(cnt.values())} launches")
+print(f"{'kernel':<60} {'calls':>5} {'ms':>8} {'share':>6}")
+for name, t in tot.most_common(20):
+    print(f"{name:<60} {cnt[name]:>5} {t:>8.2f} {100 * t / total:>5.1f}%")
+PY
+    [ $rc -eq 0 ] && [ -s "$OUT/profile_table.txt" ] && result profile PASS "$(head -n 1 "$OUT/profile_table.txt")" ||
+      result profile FAIL "ncu rc $rc (profile.log)"
+  fi
 fi
 
 echo "gpu-check: $failed stage(s) failed; logs in $OUT"
