@@ -78,8 +78,10 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--min-lr-frac", c.min_lr_frac, "cosine decay ends at lr * this")->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay (2-D weights only)")->capture_default_str();
   app.add_option("--grad-clip", c.grad_clip, "clip the global gradient norm to this (0: off)")->capture_default_str();
-  app.add_option("--device", c.device, "cpu | cuda")->capture_default_str();
-  app.add_option("--comm", c.comm, "auto | single | mpi | nccl")->capture_default_str();
+  app.add_option("--device", c.device, "cpu | cuda (cuBLASLt is found at run time; MC_CUBLASLT_LIB=FILE|DIR overrides)")
+      ->capture_default_str();
+  app.add_option("--comm", c.comm, "auto | single | mpi | nccl (NCCL is found at run time; MC_NCCL_LIB=FILE|DIR overrides)")
+      ->capture_default_str();
   app.add_option("--zero", c.zero, "0: plain data parallelism; 1: ZeRO-1 (sharded optimizer state)")->capture_default_str();
   app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
   bool no_overlap = false;
