@@ -1,6 +1,8 @@
 // Fused softmax + cross-entropy (+ dlogits in place) over logits(N,Vp) bf16, of which the first V
 // columns are real. losses[i] ("=", fp32) always; with backward, logits[i] is overwritten by
 // (softmax - onehot(target)) * dloss and columns V..Vp-1 by 0. One block per row, fp32 math.
+// A target outside [0, V) is recorded in *bad_target (Note [Invalid targets] in bad_target.h).
+#include "bad_target.h"
 #include "common.cuh"
 #include "kernels.h"
 
@@ -18,15 +20,20 @@ __device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2
 }
 
 template <int VEC>
-__global__ void crossentropy_kernel(float* losses, bf16* logits, const int* targets, int V, int Vp, float dloss,
-                                    bool backward) {
+__global__ void crossentropy_kernel(float* losses, bf16* logits, unsigned long long* bad_target, const int* targets,
+                                    int V, int Vp, float dloss, bool backward) {
   __shared__ float sm[32], ss[32];
   const int row = blockIdx.x;
   bf16* x = logits + size_t(row) * Vp;
   const int target = targets[row];
   // Read the target logit before any thread can overwrite the row (pass 2).
   float xt = NAN;
-  if (threadIdx.x == 0 && target >= 0 && target < V) xt = to_f(x[target]);
+  if (threadIdx.x == 0) {
+    if (target >= 0 && target < V)
+      xt = to_f(x[target]);
+    else
+      atomicMin(bad_target, pack_bad_target(row, target));  // the lowest bad row wins
+  }
 
   // Pass 1: per-thread online (max, sum of exp), then merged over the warp and the block (fixed order).
   float m = -INFINITY, s = 0.f;
@@ -86,15 +93,16 @@ __global__ void crossentropy_kernel(float* losses, bf16* logits, const int* targ
 
 }  // namespace
 
-void crossentropy(float* losses, bf16* logits, const int* targets, int N, int V, int Vp, float dloss, bool backward,
-                  cudaStream_t stream) {
+void crossentropy(float* losses, bf16* logits, unsigned long long* bad_target, const int* targets, int N, int V,
+                  int Vp, float dloss, bool backward, cudaStream_t stream) {
   if (N == 0) return;
   MC_CHECK(V > 0 && V <= Vp, "crossentropy: V=%d Vp=%d", V, Vp);
+  MC_CHECK(bad_target != nullptr, "crossentropy: no bad-target record");
   const int threads = 1024;
   if (Vp % 8 == 0 && is_aligned(logits, 16))
-    crossentropy_kernel<8><<<N, threads, 0, stream>>>(losses, logits, targets, V, Vp, dloss, backward);
+    crossentropy_kernel<8><<<N, threads, 0, stream>>>(losses, logits, bad_target, targets, V, Vp, dloss, backward);
   else
-    crossentropy_kernel<1><<<N, threads, 0, stream>>>(losses, logits, targets, V, Vp, dloss, backward);
+    crossentropy_kernel<1><<<N, threads, 0, stream>>>(losses, logits, bad_target, targets, V, Vp, dloss, backward);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -59,8 +59,10 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
                         void* scratch, int B, int T, int C, int NH, cudaStream_t stream);
 
 // ---- crossentropy.cu -----------------------------------------------------------------------
-void crossentropy(float* losses, bf16* logits, const int* targets, int N, int V, int Vp, float dloss, bool backward,
-                  cudaStream_t stream);
+// A target outside [0, V) is recorded into *bad_target (device word, atomicMin of pack_bad_target(row,
+// target); its loss is NaN): Note [Invalid targets] in bad_target.h.
+void crossentropy(float* losses, bf16* logits, unsigned long long* bad_target, const int* targets, int N, int V,
+                  int Vp, float dloss, bool backward, cudaStream_t stream);
 
 // ---- adamw.cu ------------------------------------------------------------------------------
 // param_copy (may be null) receives the updated master as copy_dt (BF16 or F32).

@@ -4,13 +4,19 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "../../kernels/bad_target.h"  // plain C++: the invalid-target record of the CUDA ops
 #include "core/dtype.h"
+#include "core/errors.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/ops.h"
 
@@ -479,6 +485,53 @@ TEST_F(CpuOpsTest, CrossentropyBackwardGradCheck) {
     for (int j = 0; j < V; ++j) s += std::exp(double(logits.f32()[i * Vp + j]) - mx);
     EXPECT_NEAR(losses.f32()[i], mx + std::log(s) - logits.f32()[i * Vp + targets[i]], 1e-5);
   }
+}
+
+// Note [Invalid targets] (kernels/bad_target.h): the CPU twin refuses a target outside [0, V) before
+// touching anything, naming the first bad row and its target in the wording the CUDA ops reuse.
+TEST_F(CpuOpsTest, CrossentropyRejectsOutOfRangeTargets) {
+  const int N = 5, V = 10, Vp = 16;
+  for (int bad : {-1, V, V + 3, V + 1000, INT_MIN, INT_MAX})
+    for (bool backward : {false, true}) {
+      Buffer logits = rand_buf(N * Vp), losses = buf(N), tg(*ops, N * 4);
+      const std::vector<float> before(logits.f32(), logits.f32() + N * Vp);
+      for (int i = 0; i < N; ++i) losses.f32()[i] = 42.0f;
+      const int targets[] = {1, 0, bad, 9, -7};  // rows 2 and 4 are bad: row 2 is reported
+      std::memcpy(tg.get(), targets, sizeof(targets));
+      try {
+        ops->crossentropy(losses.f32(), P(logits), tg.i32(), N, V, Vp, 0.5f, backward);
+        ADD_FAILURE() << "no error for target " << bad;
+      } catch (const RuntimeError& e) {
+        EXPECT_NE(std::string(e.what()).find(kern::bad_target_message(2, bad, V)), std::string::npos) << e.what();
+      }
+      EXPECT_EQ(0, std::memcmp(before.data(), logits.f32(), before.size() * 4)) << "logits touched, target " << bad;
+      for (int i = 0; i < N; ++i) EXPECT_EQ(losses.f32()[i], 42.0f) << "losses touched, target " << bad;
+    }
+}
+
+// The record the CUDA kernel keeps of a bad target (host side of Note [Invalid targets]): packing
+// round-trips every int, the minimum over records is the lowest row whatever the targets' signs, and
+// "none" is larger than every record.
+TEST(BadTargetRecord, PackingOrdersByRowAndRoundTrips) {
+  int row = -1, target = 0;
+  EXPECT_FALSE(kern::unpack_bad_target(kern::kNoBadTarget, &row, &target));
+  const int rows[] = {0, 1, 37, 4095, INT_MAX};
+  const int targets[] = {-1, 0, 50257, 50304, INT_MIN, INT_MAX, -5};
+  for (int r : rows)
+    for (int t : targets) {
+      const unsigned long long rec = kern::pack_bad_target(r, t);
+      EXPECT_LT(rec, kern::kNoBadTarget);
+      ASSERT_TRUE(kern::unpack_bad_target(rec, &row, &target));
+      EXPECT_EQ(row, r);
+      EXPECT_EQ(target, t);
+    }
+  // What atomicMin leaves after rows 9 (target -1), 3 (target 50304) and 7 (target INT_MIN) fail.
+  unsigned long long rec = kern::kNoBadTarget;
+  for (auto [r, t] : {std::pair<int, int>{9, -1}, {3, 50304}, {7, INT_MIN}}) rec = std::min(rec, kern::pack_bad_target(r, t));
+  ASSERT_TRUE(kern::unpack_bad_target(rec, &row, &target));
+  EXPECT_EQ(row, 3);
+  EXPECT_EQ(target, 50304);
+  EXPECT_EQ(kern::bad_target_message(3, 50304, 50257), "crossentropy: target 50304 at row 3 outside [0, 50257)");
 }
 
 // ---- reductions and the optimizer ------------------------------------------------------------------

@@ -2,14 +2,18 @@
 // non-blocking stream (stream()), fp32 parameter gradients / optimizer state (Note [Precision policy]
 // in kernels/common.cuh). Only calls returning host values, upload/download, alloc/free and
 // synchronize() wait; everything else is stream-ordered. Uses only header-only parts of src/core.
+// sum()/sum_squares() also report an invalid cross-entropy target found since the previous read-back
+// (Note [Invalid targets] in kernels/bad_target.h).
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "bad_target.h"
 #include "common.cuh"
 #include "core/dtype.h"
 #include "core/errors.h"
@@ -52,8 +56,11 @@ class CudaOps final : public Ops {
       CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
       CUBLAS_CHECK(cublasLtCreate(&lt_));
       CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
-      CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&reduce_buf_), (kern::reduce_scratch_doubles() + 1) * sizeof(double)));
-      CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result_), sizeof(double)));
+      // reduce_scratch_doubles() partials, the result, the bad-target record (Note [Invalid targets]).
+      CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&reduce_buf_), (kern::reduce_scratch_doubles() + 2) * sizeof(double)));
+      CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result_), 2 * sizeof(double)));
+      reset_bad_target();
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
     } catch (...) {
       release();
       throw;
@@ -210,7 +217,8 @@ class CudaOps final : public Ops {
   void crossentropy(float* losses, Ptr logits, const int* targets, int N, int V, int Vp, float dloss,
                     bool backward) override {
     dev();
-    kern::crossentropy(losses, b16(logits, "logits"), targets, N, V, Vp, dloss, backward, stream_);
+    ce_vocab_ = V;  // for the message of Note [Invalid targets]
+    kern::crossentropy(losses, b16(logits, "logits"), bad_target_record(), targets, N, V, Vp, dloss, backward, stream_);
   }
   double sum(const float* x, size_t n) override { return reduce(x, n, false); }
   double sum_squares(const float* g, size_t n) override { return reduce(g, n, true); }
@@ -248,13 +256,30 @@ class CudaOps final : public Ops {
     return scratch_;
   }
 
+  // The device word crossentropy records an invalid target into, right after the reduce result.
+  unsigned long long* bad_target_record() const {
+    return reinterpret_cast<unsigned long long*>(reduce_buf_ + kern::reduce_scratch_doubles() + 1);
+  }
+  void reset_bad_target() {  // stream-ordered: later kernels see the reset
+    CUDA_CHECK(cudaMemsetAsync(bad_target_record(), 0xff, sizeof(unsigned long long), stream_));
+  }
+
+  // Note [Invalid targets]: the result and the bad-target record come back in one copy and one wait.
   double reduce(const float* x, size_t n, bool squares) {
     dev();
     const size_t K = kern::reduce_scratch_doubles();
     kern::reduce_sum(reduce_buf_ + K, x, reduce_buf_, n, squares, stream_);
-    CUDA_CHECK(cudaMemcpyAsync(host_result_, reduce_buf_ + K, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaMemcpyAsync(host_result_, reduce_buf_ + K, 2 * sizeof(double), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return *host_result_;
+    unsigned long long record;
+    std::memcpy(&record, host_result_ + 1, sizeof(record));
+    int row = 0, target = 0;
+    if (kern::unpack_bad_target(record, &row, &target)) {
+      reset_bad_target();  // the ops stay usable after the exception, as the CPU twin's do
+      throw RuntimeError(where(__FILE__, __LINE__) + ": check failed: " + kern::bad_target_message(row, target, ce_vocab_) +
+                         " (found by the crossentropy kernel; reported at the next sum/sum_squares)");
+    }
+    return host_result_[0];
   }
 
   // Frees everything this object created; never throws (used by the destructor and failed construction).
@@ -282,8 +307,9 @@ class CudaOps final : public Ops {
   kern::GemmContext gemm_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
-  double* reduce_buf_ = nullptr;   // reduce_scratch_doubles() partials + 1 result
-  double* host_result_ = nullptr;  // pinned
+  double* reduce_buf_ = nullptr;   // reduce_scratch_doubles() partials, the result, the bad-target record
+  double* host_result_ = nullptr;  // pinned: the result and the bad-target record
+  int ce_vocab_ = 0;                // V of the last crossentropy(), for the invalid-target message
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> sizes_;
   size_t cur_ = 0, peak_ = 0;
