@@ -1,10 +1,14 @@
 // The CUDA ops against their fp32 CPU twins (make_cpu_ops()) on the same random, bf16-representable
 // inputs. Every test skips without a GPU. Tolerances are stated per op and reflect bf16 storage of
 // activations (relative rounding 2^-9) with fp32 math; fp32-only paths (parameter gradients that
-// are pure sums of exact bf16 products, AdamW, reductions) are held much tighter.
+// are pure sums of exact bf16 products, AdamW, reductions) are held much tighter. Tests whose GPU work
+// has training size end in "Large": the compute-sanitizer memcheck run filters them out (-*Large*).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -15,117 +19,15 @@
 #include "core/dtype.h"
 #include "core/errors.h"
 #include "core/rng.h"
+#include "gpu_test_util.h"
+#include "model/gpt2.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/ops.h"
 
 namespace mc {
 namespace {
 
-#define NEED_GPU()                                                  \
-  do {                                                              \
-    if (mc::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU"; \
-  } while (0)
-
-float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-
-// n values ~ N(mean, stdv), rounded to bf16 so that both backends see exactly the same inputs.
-std::vector<float> randn(size_t n, float stdv, uint64_t seed, float mean = 0.f) {
-  Rng r(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = bf16_round(mean + stdv * r.normal());
-  return v;
-}
-std::vector<int> randint(size_t n, int hi, uint64_t seed) {
-  Rng r(seed);
-  std::vector<int> v(n);
-  for (auto& x : v) x = int(r.next() % uint64_t(hi));
-  return v;
-}
-
-// Buffers on one backend, created from host values and read back as fp32.
-struct Dev {
-  Ops& o;
-  std::vector<Buffer> keep;
-  explicit Dev(Ops& ops) : o(ops) {}
-  DType at() const { return o.act_dtype(); }
-  Ptr act(const std::vector<float>& v) {
-    keep.emplace_back(o, v.size() * dtype_size(at()));
-    void* p = keep.back().get();
-    if (at() == DType::F32) {
-      o.upload(p, v.data(), v.size() * 4);
-    } else {
-      std::vector<uint16_t> h(v.size());
-      for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
-      o.upload(p, h.data(), h.size() * 2);
-    }
-    return Ptr(p, at());
-  }
-  float* f32(const std::vector<float>& v) {
-    keep.emplace_back(o, v.size() * 4);
-    o.upload(keep.back().get(), v.data(), v.size() * 4);
-    return keep.back().f32();
-  }
-  int* i32(const std::vector<int>& v) {
-    keep.emplace_back(o, v.size() * 4);
-    o.upload(keep.back().get(), v.data(), v.size() * 4);
-    return keep.back().i32();
-  }
-  std::vector<float> get(Ptr p, size_t n) {
-    std::vector<float> v(n);
-    if (p.dt == DType::F32) {
-      o.download(v.data(), p.p, n * 4);
-    } else {
-      std::vector<uint16_t> h(n);
-      o.download(h.data(), p.p, n * 2);
-      for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(h[i]);
-    }
-    return v;
-  }
-  std::vector<float> get(const float* p, size_t n) { return get(Ptr(const_cast<float*>(p), DType::F32), n); }
-};
-
-using Outs = std::vector<std::vector<float>>;
-
-// Runs f on the CPU reference and on the GPU; returns {cpu outputs, gpu outputs}.
-std::pair<Outs, Outs> both(const std::function<Outs(Ops&)>& f) {
-  auto cpu = make_cpu_ops();
-  auto gpu = make_ops("cuda", 0);
-  Outs a = f(*cpu);
-  Outs b = f(*gpu);
-  return {a, b};
-}
-
-// Element-wise |got - ref| <= atol + rtol |ref|, reporting the count, the worst element and the
-// relative L2 error ||got - ref|| / ||ref||, which must also stay below l2.
-void expect_close(const std::vector<float>& ref, const std::vector<float>& got, double rtol, double atol,
-                  const std::string& what, double l2 = 1.0) {
-  ASSERT_EQ(ref.size(), got.size()) << what;
-  size_t bad = 0, worst = 0;
-  double worst_excess = -1, num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = std::fabs(double(got[i]) - double(ref[i]));
-    const double lim = atol + rtol * std::fabs(double(ref[i]));
-    num += d * d;
-    den += double(ref[i]) * ref[i];
-    if (!(d <= lim)) ++bad;  // NaN counts as bad
-    if (!(d - lim <= worst_excess)) {
-      worst_excess = d - lim;
-      worst = i;
-    }
-  }
-  const double rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << ref.size() << " outside tolerance; worst [" << worst
-                     << "] ref " << ref[worst] << " got " << got[worst] << "; rel L2 " << rel_l2;
-  EXPECT_LE(rel_l2, l2) << what << ": relative L2 error";
-}
-
-void expect_equal(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  size_t bad = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], 4) != 0) ++bad;
-  EXPECT_EQ(bad, 0u) << what << ": not bit-identical";
-}
+using namespace test;
 
 // ---- memory ----------------------------------------------------------------------------------
 
@@ -257,6 +159,95 @@ TEST(CudaOps, MatmulNoBias) { NEED_GPU(); matmul_case(96, 64, 256, false); }
 TEST(CudaOps, MatmulOddShapes) { NEED_GPU(); matmul_case(37, 24, 40, true); }
 TEST(CudaOps, MatmulTallSkinny) { NEED_GPU(); matmul_case(1000, 96, 8, true); }
 
+// ---- matmul at the d12 (GPT-2 124M) training shapes --------------------------------------------
+// N = B*T = 4*1024 rows (8192 once). The weight and bias are views into ONE flat parameter buffer at
+// the offsets of the real d12 layout (make_layout, vocabulary 50257 padded to 50304; layer 3), the
+// compute copy made from the fp32 master with convert() (bf16 on the GPU, as the trainer does), and
+// dw/dbias are the same offsets of one flat fp32 gradient buffer. Tolerances are matmul_case's:
+//  - out, dinp: bf16 roundings (rel 2^-9) of fp32 sums of exact bf16 products; out has std
+//    0.5 sqrt(K) (inputs N(0,1), weights N(0,0.5)), so atol 2e-2 * 0.5 sqrt(K) is 2% of a typical
+//    value, ~10x the bf16 rounding; rel L2 1e-2 (expected ~1e-3).
+//  - dw, dbias: fp32 throughout, K = N rows, values of std sqrt(N): rel 1e-4 plus 1e-4 sqrt(N), i.e.
+//    1e-4 of a typical value. Even a tensor-core accumulator that truncates instead of rounding,
+//    always in one direction, loses at most N/16 * 2^-24 = 3e-5 (N = 8192) of the running sum.
+// Additionally every gradient element outside the tensor's own dw/dbias slices must still be exactly
+// 0 on the GPU (nothing written past the views). CPU cost (OpenBLAS, fwd + dinp + dw = 6 N C OC flop,
+// at ~0.5 TFLOP/s on 16 cores; measured 75 GFLOP/s per core on a 2-core machine) is stated per test;
+// building the 124M-element flat buffers adds ~1 s.
+void matmul_d12_case(int N, const std::string& wname, const std::string& bname, int C, int OC) {
+  const ModelConfig cfg = model_preset("d12", 50257);
+  const ParamLayout lay = make_layout(cfg);
+  const ParamTensor& wt = lay.find(wname);
+  ASSERT_EQ(wt.numel, size_t(OC) * C) << wname;
+  const ParamTensor* bt = bname.empty() ? nullptr : &lay.find(bname);
+  if (bt) ASSERT_EQ(bt->numel, size_t(OC)) << bname;
+  const size_t P = lay.total;
+  // The tensor's own weights / bias (and their incoming gradients, to check "+=") random, the rest 0.
+  std::vector<float> master(P, 0.f), grads0(P, 0.f);
+  auto place = [](std::vector<float>& dst, size_t off, const std::vector<float>& src) {
+    std::copy(src.begin(), src.end(), dst.begin() + std::ptrdiff_t(off));
+  };
+  place(master, wt.offset, randn(wt.numel, 0.5f, 21));
+  place(grads0, wt.offset, randn(wt.numel, 1.f, 24));
+  if (bt) {
+    place(master, bt->offset, randn(OC, 1.f, 22));
+    place(grads0, bt->offset, randn(OC, 1.f, 25));
+  }
+  const auto inp = randn(size_t(N) * C, 1.f, 20), dout = randn(size_t(N) * OC, 1.f, 23);
+  auto [cpu, gpu] = both([&](Ops& o) {
+    Dev d(o);
+    const DType at = o.act_dtype();
+    float* m = d.f32(master);
+    Buffer params(o, P * dtype_size(at));
+    o.convert(params.ptr(at), Ptr(m, DType::F32), P);
+    float* g = d.f32(grads0);
+    Ptr w = params.ptr(at).at(wt.offset);
+    Ptr b = bt ? params.ptr(at).at(bt->offset) : Ptr();
+    Ptr pin = d.act(inp);
+    Ptr out = d.act_zeros(size_t(N) * OC);
+    o.matmul_forward(out, pin, w, b, N, C, OC);
+    Ptr dinp = d.act(std::vector<float>(size_t(N) * C, 7.f));  // "=": the 7s must disappear
+    o.matmul_backward(dinp, g + wt.offset, bt ? g + bt->offset : nullptr, d.act(dout), pin, w, N, C, OC);
+    Outs r;
+    r.push_back(d.get(out, size_t(N) * OC));
+    r.push_back(d.get(dinp, size_t(N) * C));
+    r.push_back(d.get(g, P));
+    return r;
+  });
+  auto slice = [](const std::vector<float>& v, size_t off, size_t n) {
+    return std::vector<float>(v.begin() + std::ptrdiff_t(off), v.begin() + std::ptrdiff_t(off + n));
+  };
+  const std::string tag = " " + wname + " N=" + std::to_string(N) + " C=" + std::to_string(C) +
+                          " OC=" + std::to_string(OC);
+  expect_close(cpu[0], gpu[0], 2e-2, 2e-2 * std::sqrt(double(C)) * 0.5, "matmul out" + tag, 1e-2);
+  expect_close(cpu[1], gpu[1], 2e-2, 2e-2 * std::sqrt(double(OC)) * 0.5, "matmul dinp" + tag, 1e-2);
+  expect_close(slice(cpu[2], wt.offset, wt.numel), slice(gpu[2], wt.offset, wt.numel), 1e-4,
+               1e-4 * std::sqrt(double(N)), "matmul dw (+=)" + tag);
+  if (bt)
+    expect_close(slice(cpu[2], bt->offset, OC), slice(gpu[2], bt->offset, OC), 1e-4, 1e-4 * std::sqrt(double(N)),
+                 "matmul dbias (+=)" + tag);
+  size_t stray = 0;
+  for (size_t i = 0; i < P; ++i) {
+    const bool own = (i >= wt.offset && i < wt.offset + wt.numel) || (bt && i >= bt->offset && i < bt->offset + OC);
+    if (!own && gpu[2][i] != 0.f) ++stray;
+  }
+  EXPECT_EQ(stray, 0u) << "gradient elements written outside the views" << tag;
+}
+// 43.5 GFLOP on the CPU (~0.1 s); the flat buffers dominate (measured ~2 s on 2 cores).
+TEST(CudaOps, MatmulD12QkvLarge) { NEED_GPU(); matmul_d12_case(4096, "h.3.qkvw", "h.3.qkvb", 768, 2304); }
+// 14.5 GFLOP.
+TEST(CudaOps, MatmulD12AttProjLarge) { NEED_GPU(); matmul_d12_case(4096, "h.3.attprojw", "h.3.attprojb", 768, 768); }
+// 58 GFLOP.
+TEST(CudaOps, MatmulD12FcLarge) { NEED_GPU(); matmul_d12_case(4096, "h.3.fcw", "h.3.fcb", 768, 3072); }
+// 58 GFLOP; K = 3072 in the forward.
+TEST(CudaOps, MatmulD12FcProjLarge) { NEED_GPU(); matmul_d12_case(4096, "h.3.fcprojw", "h.3.fcprojb", 3072, 768); }
+// The tied LM head: wte (50304 x 768, no bias), K = 50304 for dinp. The most expensive test: 950 GFLOP
+// (~1-2 s) plus 2e8-element out/dout arrays to generate, copy and compare (~3 s, mostly one thread);
+// measured 13 s for the CPU side on 2 cores, so ~5 s on 16.
+TEST(CudaOps, MatmulD12LmHeadLarge) { NEED_GPU(); matmul_d12_case(4096, "wte", "", 768, 50304); }
+// N = 8192 rows (B=8, T=1024), separate buffers: 116 GFLOP (~0.3 s).
+TEST(CudaOps, MatmulD12FcN8192Large) { NEED_GPU(); matmul_case(8192, 768, 3072, true); }
+
 // ---- gelu / residual -------------------------------------------------------------------------
 // bf16 outputs of fp32 math (tanhf approximations differ slightly): rel 2e-2, abs 1e-2.
 void gelu_case(size_t n, size_t offset) {
@@ -309,6 +300,13 @@ TEST(CudaOps, AttentionHs64OneTile) { NEED_GPU(); attention_case(1, 64, 2, 64); 
 TEST(CudaOps, AttentionHs64Ragged) { NEED_GPU(); attention_case(2, 150, 3, 64); }
 TEST(CudaOps, AttentionHs128Ragged) { NEED_GPU(); attention_case(1, 70, 2, 128); }
 TEST(CudaOps, AttentionT1) { NEED_GPU(); attention_case(2, 1, 2, 64); }
+// hs 64 uses 64 x 64 tiles (Cfg<64>::BLK): T = 777 = 12 * 64 + 9 leaves a last tile of 9 rows, at the
+// d12 head count, with a second batch row behind the ragged one. Small enough for memcheck.
+TEST(CudaOps, AttentionHs64RaggedT777) { NEED_GPU(); attention_case(2, 777, 12, 64); }
+// The d12 training shape B=4, T=1024, NH=12, hs=64 (16 tiles per head). The tolerances above hold at
+// this length: the errors come from bf16 roundings of P, dS and the outputs (rel 2^-9 each), which do
+// not grow with T; the CPU twin costs ~25 GFLOP of loops (~0.5 s on 16 cores).
+TEST(CudaOps, AttentionD12Large) { NEED_GPU(); attention_case(4, 1024, 12, 64); }
 
 TEST(CudaOps, AttentionRejectsOtherHeadSizes) {
   NEED_GPU();
@@ -347,6 +345,52 @@ void crossentropy_case(int N, int V, int Vp) {
 TEST(CudaOps, CrossEntropyVectorised) { NEED_GPU(); crossentropy_case(19, 1000, 1024); }
 TEST(CudaOps, CrossEntropyScalarPath) { NEED_GPU(); crossentropy_case(7, 50, 61); }
 TEST(CudaOps, CrossEntropyGpt2Vocab) { NEED_GPU(); crossentropy_case(4, 50257, 50304); }
+
+// Note [Invalid targets] (kernels/bad_target.h): a target outside [0, V) fails on both backends with
+// the CPU twin's RuntimeError naming the lowest bad row and its target: the CPU in crossentropy(),
+// the GPU in the next sum() (the read-back GPT2::forward does right after). Both stay usable after.
+std::string runtime_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const RuntimeError& e) {
+    return e.what();
+  }
+  return "";
+}
+TEST(CudaOps, CrossEntropyRejectsOutOfRangeTargets) {
+  NEED_GPU();
+  const int N = 6, V = 50, Vp = 64;
+  const auto logits = randn(size_t(N) * Vp, 2.f, 52);
+  const auto good = randint(N, V, 53);
+  auto cpu = make_cpu_ops();
+  auto gpu = make_ops("cuda", 0);
+  for (int bad : {-1, V, V + 7, V + 1000, INT_MIN, INT_MAX})
+    for (bool backward : {false, true}) {
+      std::vector<int> tg = good;
+      tg[2] = bad;
+      tg[4] = -5;  // a second bad row: the lowest one is reported
+      const std::string want = "target " + std::to_string(bad) + " at row 2 outside [0, 50)";
+      for (Ops* o : {cpu.get(), gpu.get()}) {
+        const std::string tag = " [" + o->name() + ", target " + std::to_string(bad) +
+                                (backward ? ", backward]" : ", forward]");
+        Dev d(*o);
+        Ptr lg = d.act(logits);
+        float* losses = d.f32(std::vector<float>(N));
+        int* t = d.i32(tg);
+        const std::string msg = runtime_error_of([&] {
+          o->crossentropy(losses, lg, t, N, V, Vp, 0.5f, backward);
+          o->sum(losses, N);
+        });
+        EXPECT_NE(msg.find(want), std::string::npos) << (msg.empty() ? "no RuntimeError" : msg) << tag;
+        // Usable afterwards, with no stale report: valid targets give a finite loss.
+        Ptr lg2 = d.act(logits);
+        o->crossentropy(losses, lg2, d.i32(good), N, V, Vp, 0.5f, backward);
+        double s = NAN;
+        EXPECT_NO_THROW(s = o->sum(losses, N)) << tag;
+        EXPECT_TRUE(std::isfinite(s)) << tag;
+      }
+    }
+}
 
 // ---- adamw -----------------------------------------------------------------------------------
 // fp32 throughout with IEEE sqrt/div on both sides: master/m/v rel 1e-5; the bf16 copy is the
@@ -465,14 +509,19 @@ TEST(CudaOps, BackwardIsDeterministic) {
     g->attention_forward(out, lse, pq, B, T, C, NH);
     Ptr dqkv = d.act(std::vector<float>(qkv.size()));
     g->attention_backward(dqkv, d.act(dq), pq, out, lse, B, T, C, NH);
+    // matmul: dw is an fp32 GEMM reducing over the N rows (cuBLASLt), dinp a bf16 GEMM over C.
     float* mdw = d.f32(std::vector<float>(size_t(C) * C));
     float* mdb = d.f32(std::vector<float>(C));
-    g->matmul_backward(d.act(std::vector<float>(size_t(N) * C)), mdw, mdb, pd, px, d.act(x), N, C, C);
-    return Outs{d.get(dwte, size_t(V) * C), d.get(dwpe, size_t(T) * C), d.get(dw, C), d.get(db, C),
-                d.get(dinp, size_t(N) * C), d.get(dqkv, qkv.size()), d.get(mdb, C)};
+    Ptr mdinp = d.act(std::vector<float>(size_t(N) * C));
+    g->matmul_backward(mdinp, mdw, mdb, pd, px, d.act(x), N, C, C);
+    return Outs{d.get(dwte, size_t(V) * C), d.get(dwpe, size_t(T) * C), d.get(dw, C),
+                d.get(db, C),           d.get(dinp, size_t(N) * C),   d.get(dqkv, qkv.size()),
+                d.get(mdb, C),          d.get(mdw, size_t(C) * C),    d.get(mdinp, size_t(N) * C)};
   };
   const Outs a = run(), b = run();
-  const char* names[] = {"dwte", "dwpe", "ln dw", "ln db", "ln dinp", "dqkv", "dbias"};
+  const char* names[] = {"dwte", "dwpe", "ln dw", "ln db", "ln dinp", "dqkv", "matmul dbias", "matmul dw",
+                         "matmul dinp"};
+  ASSERT_EQ(a.size(), sizeof(names) / sizeof(names[0]));
   for (size_t i = 0; i < a.size(); ++i) expect_equal(a[i], b[i], names[i]);
 }
 

@@ -1,7 +1,8 @@
 // Every collective of the mpi and staged communicators under mpirun (2 and 4 ranks), with answers in
 // closed form: rank-filled buffers reduce to n(n-1)/2 etc. Covers every dtype and op, odd and empty
 // sizes, chunked large counts, async issue/wait, uneven reduce_scatter/all_gather, non-zero roots,
-// host scalars, staging through a fake device and split communicators.
+// host scalars, staging through a fake device and through real GPU memory (skipped without a GPU:
+// every rank must see one), and split communicators.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -335,12 +336,12 @@ class FakeDeviceOps final : public Ops {
   void adamw(float*, Ptr, float*, float*, const float*, size_t, const AdamWParams&) override { no(); }
 };
 
-// A host Buf mirrored into fake device memory.
+// A host Buf mirrored into the device memory of `ops` (the fake device above, or a real GPU).
 struct DevBuf {
-  FakeDeviceOps& ops;
+  Ops& ops;
   Buf host;
   Buffer dev;
-  DevBuf(FakeDeviceOps& o, DType dt, size_t n) : ops(o), host(dt, n), dev(o, n * dtype_size(dt)) {}
+  DevBuf(Ops& o, DType dt, size_t n) : ops(o), host(dt, n), dev(o, n * dtype_size(dt)) {}
   void put() { ops.upload(dev.get(), host.data(), host.n * dtype_size(host.dt)); }
   const Buf& take() {
     ops.download(host.data(), dev.get(), host.n * dtype_size(host.dt));
@@ -348,60 +349,65 @@ struct DevBuf {
   }
 };
 
-TEST(StagedComm, SameAnswersAsMpi) {
-  FakeDeviceOps ops;
-  auto c = make_staged_communicator(make_mpi_communicator(MPI_COMM_WORLD), ops);
-  const int n = c->size(), r = c->rank();
-  EXPECT_EQ(c->name(), "mpi+staging");
-  EXPECT_TRUE(c->device_buffers());
-  EXPECT_EQ(c->rank(), world_rank());
+// Every collective of a staged communicator `c` on device buffers of `ops`, against the closed forms:
+// all_reduce of every dtype and op (`big` elements), uneven and even reduce_scatter and all_gather in
+// fp32 and bf16, broadcast from a non-zero root, host scalars. Shared by the fake device and a real GPU.
+void check_staged(Communicator& c, Ops& ops, size_t big) {
+  const int n = c.size(), r = c.rank();
+  EXPECT_EQ(c.name(), "mpi+staging");
+  EXPECT_TRUE(c.device_buffers());
+  EXPECT_EQ(c.rank(), world_rank());
 
   for (DType dt : kTypes)
     for (RedOp op : kOps) {
-      DevBuf b(ops, dt, 10007);
+      DevBuf b(ops, dt, big);
       b.host.fill([&](size_t i) { return value(r, i); });
       b.put();
-      c->all_reduce(b.dev.get(), b.host.n, dt, op);
-      EXPECT_EQ(check_all(b.take(), 0, b.host.n, [&](size_t i) { return expected(op, dt, n, i); }, "staged all_reduce"), 0);
+      c.all_reduce(b.dev.get(), b.host.n, dt, op);
+      EXPECT_EQ(check_all(b.take(), 0, b.host.n, [&](size_t i) { return expected(op, dt, n, i); }, "staged all_reduce"), 0)
+          << op_name(op) << " count " << big;
     }
 
   for (const auto& counts : {uneven_counts(n), even_split(5003, n)}) {
     const std::vector<size_t> off = segment_offsets(counts);
-    DevBuf b(ops, DType::F32, off.back());
-    b.host.fill([&](size_t i) { return value(r, i); });
-    b.put();
-    c->reduce_scatter(b.dev.get(), counts, DType::F32, RedOp::Avg);
-    EXPECT_EQ(check_all(b.take(), off[r], off[r + 1], [&](size_t i) { return expected(RedOp::Avg, DType::F32, n, i); },
-                        "staged reduce_scatter"),
-              0);
-    DevBuf g(ops, DType::BF16, off.back());
     auto owner = [&](size_t i) {
       size_t o = 0;
       while (off[o + 1] <= i) ++o;
       return double(o + i % 3);
     };
-    g.host.fill([&](size_t i) { return i >= off[r] && i < off[r + 1] ? owner(i) : -7.0; });
-    g.put();
-    c->all_gather(g.dev.get(), counts, DType::BF16);
-    EXPECT_EQ(check_all(g.take(), 0, g.host.n, owner, "staged all_gather"), 0);
+    for (DType dt : {DType::F32, DType::BF16}) {
+      DevBuf b(ops, dt, off.back());
+      b.host.fill([&](size_t i) { return value(r, i); });
+      b.put();
+      c.reduce_scatter(b.dev.get(), counts, dt, RedOp::Avg);
+      EXPECT_EQ(check_all(b.take(), off[r], off[r + 1], [&](size_t i) { return expected(RedOp::Avg, dt, n, i); },
+                          "staged reduce_scatter"),
+                0);
+      DevBuf g(ops, dt, off.back());
+      g.host.fill([&](size_t i) { return i >= off[r] && i < off[r + 1] ? owner(i) : -7.0; });
+      g.put();
+      c.all_gather(g.dev.get(), counts, dt);
+      EXPECT_EQ(check_all(g.take(), 0, g.host.n, owner, "staged all_gather"), 0);
+    }
   }
 
   const int root = n - 1;
-  DevBuf b(ops, DType::I64, 999);
-  b.host.fill([&](size_t i) { return r == root ? double(i) : 0.0; });
-  b.put();
-  c->broadcast(b.dev.get(), b.host.n, DType::I64, root);
-  EXPECT_EQ(check_all(b.take(), 0, b.host.n, [](size_t i) { return double(i); }, "staged broadcast"), 0);
+  for (DType dt : {DType::I64, DType::F32, DType::BF16}) {
+    DevBuf b(ops, dt, 999);
+    b.host.fill([&](size_t i) { return r == root ? double(i % 200) : 0.0; });
+    b.put();
+    c.broadcast(b.dev.get(), b.host.n, dt, root);
+    EXPECT_EQ(check_all(b.take(), 0, b.host.n, [](size_t i) { return double(i % 200); }, "staged broadcast"), 0);
+  }
 
-  EXPECT_EQ(c->all_reduce_host(double(r), RedOp::Sum), n * (n - 1) / 2.0);
-  c->barrier();
-  EXPECT_GT(ops.syncs, 0);
+  EXPECT_EQ(c.all_reduce_host(double(r), RedOp::Sum), n * (n - 1) / 2.0);
+  c.barrier();
 }
 
-TEST(StagedComm, SeveralInFlight) {
-  FakeDeviceOps ops;
-  auto c = make_staged_communicator(make_mpi_communicator(MPI_COMM_WORLD), ops);
-  const int n = c->size(), r = c->rank();
+// Several async collectives in flight at once, waited for together, twice (the second round reuses the
+// pooled host mirrors), and a handle dropped without wait().
+void check_staged_in_flight(Communicator& c, Ops& ops) {
+  const int n = c.size(), r = c.rank();
   std::vector<std::unique_ptr<DevBuf>> bufs;
   std::vector<CommHandle> hs;
   for (int round = 0; round < 2; ++round) {  // the second round reuses the pooled mirrors
@@ -411,7 +417,7 @@ TEST(StagedComm, SeveralInFlight) {
       bufs.push_back(std::make_unique<DevBuf>(ops, kTypes[k], 1000 * (k + 1) + round));
       bufs.back()->host.fill([&](size_t i) { return value(r, i); });
       bufs.back()->put();
-      hs.push_back(c->all_reduce_async(bufs.back()->dev.get(), bufs.back()->host.n, kTypes[k], RedOp::Sum));
+      hs.push_back(c.all_reduce_async(bufs.back()->dev.get(), bufs.back()->host.n, kTypes[k], RedOp::Sum));
     }
     for (auto& h : hs) h->wait();
     for (auto& b : bufs)
@@ -423,10 +429,110 @@ TEST(StagedComm, SeveralInFlight) {
   DevBuf d(ops, DType::F32, 100);
   d.host.fill([&](size_t i) { return value(r, i); });
   d.put();
-  c->all_reduce_async(d.dev.get(), d.host.n, DType::F32, RedOp::Max).reset();
+  c.all_reduce_async(d.dev.get(), d.host.n, DType::F32, RedOp::Max).reset();
   EXPECT_EQ(check_all(d.take(), 0, d.host.n, [&](size_t i) { return expected(RedOp::Max, DType::F32, n, i); },
                       "dropped handle"),
             0);
+}
+
+TEST(StagedComm, SameAnswersAsMpi) {
+  FakeDeviceOps ops;
+  auto c = make_staged_communicator(make_mpi_communicator(MPI_COMM_WORLD), ops);
+  check_staged(*c, ops, 10007);
+  EXPECT_GT(ops.syncs, 0);
+}
+
+TEST(StagedComm, SeveralInFlight) {
+  FakeDeviceOps ops;
+  auto c = make_staged_communicator(make_mpi_communicator(MPI_COMM_WORLD), ops);
+  check_staged_in_flight(*c, ops);
+}
+
+// ---- staging through real GPU memory -------------------------------------------------------------
+// Several ranks sharing one GPU (or each its own) with the communicator --comm mpi gives device ops:
+// MPI staged through host memory. Skipped on every rank unless every rank sees a GPU.
+
+bool every_rank_has_gpu() {
+  int mine = cuda_device_count() > 0 ? 1 : 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return all == 1;
+}
+
+TEST(StagedComm, RealDeviceBuffers) {
+  if (!every_rank_has_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  auto ops = make_ops("cuda", world_rank());  // GPU world_rank % count: ranks share it when there are few
+  auto c = make_communicator("mpi", ops.get());
+  // 1000003 elements: past any single-message size, staged in one piece.
+  check_staged(*c, *ops, 1000003);
+  check_staged_in_flight(*c, *ops);
+}
+
+// The staged communicator must wait for the kernels queued on the ops' stream before it reads a
+// buffer (Note [Staging] step 1), and its result must be in place for kernels queued after wait().
+// A fake device cannot test this (it has no queue); a real stream can.
+TEST(StagedComm, RealDeviceOrdersAgainstTheStream) {
+  if (!every_rank_has_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  auto ops = make_ops("cuda", world_rank());
+  auto c = make_communicator("mpi", ops.get());
+  const int n = c->size(), r = c->rank();
+  const size_t count = (size_t(1) << 22) + 3;
+  // fp32: scale(2) queued and not waited for, then all_reduce, then scale(0.5) queued behind it.
+  DevBuf b(*ops, DType::F32, count);
+  b.host.fill([&](size_t i) { return value(r, i); });
+  b.put();
+  float* d = static_cast<float*>(b.dev.get());
+  ops->scale(d, 2.0f, count);
+  c->all_reduce(d, count, DType::F32, RedOp::Sum);
+  ops->scale(d, 0.5f, count);
+  EXPECT_EQ(check_all(b.take(), 0, count, [&](size_t i) { return expected(RedOp::Sum, DType::F32, n, i); },
+                      "all_reduce after / before queued kernels"),
+            0);
+  // bf16: the buffer is written by a queued convert() right before the collective.
+  DevBuf src(*ops, DType::F32, count);
+  src.host.fill([&](size_t i) { return value(r, i); });
+  src.put();
+  DevBuf dst(*ops, DType::BF16, count);
+  ops->convert(Ptr(dst.dev.get(), DType::BF16), Ptr(src.dev.get(), DType::F32), count);
+  c->all_reduce(dst.dev.get(), count, DType::BF16, RedOp::Avg);
+  EXPECT_EQ(check_all(dst.take(), 0, count, [&](size_t i) { return expected(RedOp::Avg, DType::BF16, n, i); },
+                      "bf16 all_reduce of a queued convert"),
+            0);
+  // reduce_scatter and all_gather behind a queued kernel, with uneven counts.
+  const auto counts = uneven_counts(n);
+  const std::vector<size_t> off = segment_offsets(counts);
+  DevBuf rs(*ops, DType::F32, off.back());
+  rs.host.fill([&](size_t i) { return value(r, i); });
+  rs.put();
+  ops->scale(static_cast<float*>(rs.dev.get()), 2.0f, off.back());
+  c->reduce_scatter(rs.dev.get(), counts, DType::F32, RedOp::Sum);
+  EXPECT_EQ(check_all(rs.take(), off[r], off[r + 1], [&](size_t i) { return 2 * expected(RedOp::Sum, DType::F32, n, i); },
+                      "reduce_scatter behind a queued kernel"),
+            0);
+  DevBuf ag(*ops, DType::F32, off.back());
+  ag.host.fill([&](size_t i) { return i >= off[r] && i < off[r + 1] ? double(r + 1) : -1.0; });
+  ag.put();
+  ops->scale(static_cast<float*>(ag.dev.get()), 4.0f, off.back());
+  c->all_gather(ag.dev.get(), counts, DType::F32);
+  auto owner4 = [&](size_t i) {
+    size_t o = 0;
+    while (off[o + 1] <= i) ++o;
+    return 4.0 * double(o + 1);
+  };
+  EXPECT_EQ(check_all(ag.take(), 0, off.back(), owner4, "all_gather behind a queued kernel"), 0);
+}
+
+// What a user gets on one GPU with more ranks than GPUs: --comm auto and --comm mpi both stage.
+TEST(StagedComm, FactoryStagesWhenRanksShareAGpu) {
+  if (!every_rank_has_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  auto ops = make_ops("cuda", world_rank());
+  auto m = make_communicator("mpi", ops.get());
+  EXPECT_EQ(m->name(), "mpi+staging");
+  EXPECT_TRUE(m->device_buffers());
+  if (m->local_size() > cuda_device_count()) {
+    auto a = make_communicator("auto", ops.get());
+    EXPECT_EQ(a->name(), "mpi+staging");
+    EXPECT_THROW(make_communicator("nccl", ops.get()), UsageError);
+  }
 }
 
 // ---- the factory under mpirun ---------------------------------------------------------------------
