@@ -2,6 +2,11 @@
 // process exit code (0 ok, 2 bad usage/input, 1 runtime failure) or throws UsageError/RuntimeError.
 #pragma once
 #include <exception>
+#include <string>
+
+namespace CLI {
+class App;
+}
 
 namespace mc {
 int cmd_train(int argc, char** argv);
@@ -11,4 +16,8 @@ int cmd_export(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int this_rank();                          // world rank for messages (0 before MPI is up)
 void report_error(const std::exception& e);  // "minicolossus: <message>" on stderr
+// Parses argv with app; returns -1 to continue, or the exit code (0 for --help, 2 for bad flags).
+int parse(CLI::App& app, int argc, char** argv);
+// "cpu" or "cuda"; UsageError naming --device otherwise.
+std::string resolve_device(const std::string& d);
 }  // namespace mc
