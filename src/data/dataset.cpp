@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/errors.h"
 #include "data/data.h"
@@ -30,8 +31,8 @@ Dataset::Dataset(const std::vector<std::string>& files, int vocab_size, int T) :
     if (dir.empty()) dir = ".";
     const std::string what =
         files.size() == 1 ? std::filesystem::path(files[0]).filename().string() : strfmt("%zu shards", files.size());
-    throw UsageError(strfmt("%s: %s has %zu tokens, too few for one sequence of --seq %d (needs %d)", dir.c_str(),
-                            what.c_str(), tokens, T, T + 1));
+    throw DataTooShort(strfmt("%s: %s has %zu tokens, too few for one sequence of --seq %d (needs %d)", dir.c_str(),
+                              what.c_str(), tokens, T, T + 1));
   }
 }
 
@@ -46,11 +47,20 @@ void Dataset::get(size_t i, int* inputs, int* targets) const {
   // The shard holding sequence i: the last one whose first index is <= i (empty shards are skipped
   // because their first index equals the next one's).
   const size_t s = size_t(std::upper_bound(first_.begin(), first_.end(), i) - first_.begin()) - 1;
-  const uint16_t* x = shards_[s]->tokens() + (i - first_[s]) * size_t(T_);
+  // One pread of T+1 tokens (Note [Shards are read, not mapped] in data.h); the buffer is reused.
+  thread_local std::vector<uint16_t> x;
+  x.resize(size_t(T_) + 1);
+  shards_[s]->read((i - first_[s]) * size_t(T_), size_t(T_) + 1, x.data());
   for (int t = 0; t < T_; ++t) {
-    inputs[t] = int(x[t]);
-    targets[t] = int(x[t + 1]);
+    inputs[t] = int(x[size_t(t)]);
+    targets[t] = int(x[size_t(t) + 1]);
   }
+}
+
+uint64_t Dataset::fingerprint() const {
+  uint64_t h = 0x84222325cbf29ce4ull;
+  for (const auto& s : shards_) h = (h ^ s->fingerprint()) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+  return h;
 }
 
 // ---- Loader ------------------------------------------------------------------------------------

@@ -18,14 +18,11 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/files.h"
 #include "data/data.h"
 
 namespace mc {
 
-namespace data_detail {
-// Defined in shard.cpp: writes the concatenated parts to path via temp file, fsync and rename.
-void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts);
-}  // namespace data_detail
 
 namespace {
 
@@ -34,14 +31,8 @@ namespace fs = std::filesystem;
 // Validation needs one full sequence at the longest context we ship (1024) plus its target.
 constexpr size_t kMinValTokens = 1025;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(strfmt("--input %s: cannot open", path.c_str()));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw RuntimeError(strfmt("--input %s: read failed", path.c_str()));
-  return ss.str();
-}
+// The whole text of a user's input file (a FIFO, directory or device is refused without blocking).
+std::string read_file(const std::string& path) { return read_input_file(path, "--input"); }
 
 // Where `bible` lives on PATH, or "" when it is not installed.
 std::string find_on_path(const std::string& exe) {
@@ -120,17 +111,12 @@ std::string kjv_text() {
 // prepare_text without the report line; returns the (train, val) token counts.
 std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::string& out_dir,
                                           const std::string& tokenizer, double val_fraction) {
-  struct stat st {};
-  if (::stat(input.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-    throw UsageError(strfmt("--input %s: no such file", input.c_str()));
-  if (st.st_size == 0) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
+  const std::string text = read_file(input);
   if (tokenizer != "byte")
     throw UsageError(strfmt("--tokenizer %s: not available offline in this build; use --tokenizer byte or llm.c's "
                             "tokenized shards",
                             tokenizer.c_str()));
   MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
-
-  const std::string text = read_file(input);
   const size_t n = text.size();
   if (n == 0) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
   if (n < 2) throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), n));
@@ -152,7 +138,7 @@ std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::s
   write_shard((out / "train_000000.bin").string(), std::vector<uint16_t>(tokens.begin(), tokens.begin() + n_train));
   write_shard((out / "val_000000.bin").string(), std::vector<uint16_t>(tokens.begin() + n_train, tokens.end()));
   const std::string meta = nlohmann::json{{"tokenizer", "byte"}, {"vocab_size", kByteVocab}}.dump() + "\n";
-  data_detail::write_file_atomic((out / "tokenizer.json").string(), {{meta.data(), meta.size()}});
+  write_file_atomic((out / "tokenizer.json").string(), {{meta.data(), meta.size()}});
   return {n_train, n_val};
 }
 

@@ -1,12 +1,14 @@
 // Tokenizers: the byte-level one (vocab 256, token = byte) and a GPT-2 decoder reading llm.c's
 // gpt2_tokenizer.bin. Invariant: decoding never throws on an unknown id (it prints "<id>"); only a
 // malformed tokenizer file or an unencodable prompt is an error.
-#include <fstream>
+#include <sys/stat.h>
+
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "core/errors.h"
+#include "core/files.h"
 #include "data/data.h"
 
 namespace mc {
@@ -20,10 +22,9 @@ std::string id_text(int id) { return "<" + std::to_string(id) + ">"; }
 // llm.c's tokenizer file: 256 uint32 header ([0] magic, [1] version 1|2, [2] vocab size, [3] eot id in
 // v2), then per token a uint8 length and that many bytes.
 std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(strfmt("%s: cannot open", path.c_str()));
-  unsigned char h[1024];
-  if (!in.read(reinterpret_cast<char*>(h), sizeof h))
+  const std::string bytes = read_input_file(path, "", size_t(64) << 20);
+  const unsigned char* h = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 1024)
     throw UsageError(strfmt("%s: truncated header (a tokenizer header is 1024 bytes)", path.c_str()));
   auto le32 = [&](int k) {
     const unsigned char* p = h + 4 * k;
@@ -37,13 +38,16 @@ std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
   const uint32_t vocab = le32(2);
   if (vocab == 0 || vocab > 1000000)
     throw UsageError(strfmt("%s: implausible vocabulary size %u", path.c_str(), vocab));
+  if (bytes.size() - 1024 < vocab)  // at least the length byte of every token
+    throw UsageError(strfmt("%s: truncated: %zu bytes cannot hold %u tokens", path.c_str(), bytes.size(), vocab));
   std::vector<std::string> table(vocab);
+  size_t pos = 1024;
   for (uint32_t i = 0; i < vocab; ++i) {
-    const int len = in.get();
-    if (len == EOF) throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
-    table[i].resize(size_t(len));
-    if (len > 0 && !in.read(&table[i][0], len))
-      throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
+    if (pos >= bytes.size()) throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
+    const size_t len = h[pos++];
+    if (bytes.size() - pos < len) throw UsageError(strfmt("%s: truncated at token %u of %u", path.c_str(), i, vocab));
+    table[i].assign(bytes, pos, len);
+    pos += len;
   }
   return table;
 }
@@ -83,7 +87,8 @@ std::string decode_tokens(const std::string& tokenizer, const std::string& data_
   const std::vector<std::string>* table = nullptr;
   if (tokenizer == "gpt2" && !data_dir.empty()) {
     const std::string path = data_dir + "/gpt2_tokenizer.bin";
-    if (std::ifstream(path).good()) table = &llmc_tokenizer(path);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) table = &llmc_tokenizer(path);  // present: must be valid
   }
   std::string out;
   for (int t : tokens) {

@@ -1,13 +1,14 @@
 // llm.c model-file import/export (see llmc_io.h).
 #include "model/llmc_io.h"
 
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/files.h"
 
 namespace mc {
 
@@ -28,51 +29,79 @@ void for_each_llmc_tensor(const ModelConfig& cfg, const ParamLayout& lay, F f) {
 }
 }  // namespace
 
-LlmcModel read_llmc_model(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw UsageError("--init-from " + path + ": cannot open: " + std::strerror(errno));
+size_t validate_model_config(const ModelConfig& c, const std::string& where) {
+  auto field = [&](const char* name, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+      throw UsageError(where + strfmt(": model %s %d is out of range [%d, %d]", name, v, lo, hi));
+  };
+  field("max_seq_len", c.max_seq_len, 1, kMaxSeqLen);
+  field("vocab_size", c.vocab_size, 1, kMaxVocab);
+  field("padded_vocab_size", c.padded_vocab_size, 1, kMaxPaddedVocab);
+  field("num_layers", c.num_layers, 1, kMaxLayers);
+  field("channels", c.channels, 1, kMaxChannels);
+  field("num_heads", c.num_heads, 1, c.channels);
+  if (c.padded_vocab_size < c.vocab_size)
+    throw UsageError(where + strfmt(": model padded_vocab_size %d is smaller than vocab_size %d", c.padded_vocab_size,
+                                    c.vocab_size));
+  if (c.channels % c.num_heads != 0)
+    throw UsageError(where + strfmt(": model channels %d is not a multiple of num_heads %d", c.channels, c.num_heads));
+  // With the bounds above the count is < 2^56, so size_t arithmetic cannot overflow; check anyway
+  // that it matches the layout the model will build.
+  const uint64_t C = uint64_t(c.channels);
+  const uint64_t total = (uint64_t(c.padded_vocab_size) + uint64_t(c.max_seq_len)) * C +
+                         uint64_t(c.num_layers) * (12 * C * C + 13 * C) + 2 * C;
+  const size_t lay = make_layout(c).total;
+  MC_CHECK(lay == total, "parameter count %zu != %llu", lay, (unsigned long long)total);
+  return lay;
+}
+
+LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
+  const std::string who = what.empty() ? path : what + " " + path;
+  const int fd = open_input_file(path, what);
+  FdCloser closer(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw UsageError(who + ": cannot stat: " + std::strerror(errno));
+  const uint64_t file_bytes = uint64_t(st.st_size);
+  int32_t h[256];
+  if (file_bytes < sizeof h || pread_full(fd, h, sizeof h, 0, path) != sizeof h)
+    throw UsageError(who + strfmt(": truncated llm.c model header (%llu bytes, the header is %zu)",
+                                  (unsigned long long)file_bytes, sizeof h));
+  if (h[0] != kLlmcMagic)
+    throw UsageError(who + strfmt(": not an llm.c model file (magic %d, expected %d)", h[0], kLlmcMagic));
+  if (h[1] != 3)
+    throw UsageError(who + strfmt(": llm.c model version %d is not supported (only 3 = fp32)", h[1]));
   LlmcModel m;
-  try {
-    int h[256];
-    if (std::fread(h, sizeof(int), 256, f) != 256) throw UsageError(path + ": truncated llm.c model header");
-    if (h[0] != kLlmcMagic)
-      throw UsageError(path + strfmt(": not an llm.c model file (magic %d, expected %d)", h[0], kLlmcMagic));
-    if (h[1] != 3)
-      throw UsageError(path + strfmt(": llm.c model version %d is not supported (only 3 = fp32)", h[1]));
-    ModelConfig& c = m.cfg;
-    c.max_seq_len = h[2];
-    c.vocab_size = h[3];
-    c.num_layers = h[4];
-    c.num_heads = h[5];
-    c.channels = h[6];
-    c.padded_vocab_size = h[7];
-    if (c.max_seq_len <= 0 || c.vocab_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.channels <= 0 ||
-        c.padded_vocab_size < c.vocab_size || c.channels % c.num_heads != 0)
-      throw UsageError(path + strfmt(": inconsistent llm.c header (maxT %d V %d L %d NH %d C %d Vp %d)", h[2], h[3],
-                                     h[4], h[5], h[6], h[7]));
-    const ParamLayout lay = make_layout(c);
-    m.params.assign(lay.total, 0.0f);
-    for_each_llmc_tensor(c, lay, [&](const ParamTensor& t) {
-      if (std::fread(m.params.data() + t.offset, sizeof(float), t.numel, f) != t.numel)
-        throw UsageError(path + ": truncated llm.c model file (parameters cut off at " + t.name + ")");
-    });
-    char extra;
-    if (std::fread(&extra, 1, 1, f) == 1) throw UsageError(path + ": llm.c model file has trailing bytes");
-  } catch (...) {
-    std::fclose(f);
-    throw;
-  }
-  std::fclose(f);
+  ModelConfig& c = m.cfg;
+  c.max_seq_len = h[2];
+  c.vocab_size = h[3];
+  c.num_layers = h[4];
+  c.num_heads = h[5];
+  c.channels = h[6];
+  c.padded_vocab_size = h[7];
+  const size_t n = validate_model_config(c, who + " (llm.c header)");
+  const uint64_t want = sizeof h + uint64_t(n) * sizeof(float);
+  if (file_bytes != want)
+    throw UsageError(who + strfmt(": llm.c model file has %llu bytes but its header (maxT %d V %d L %d NH %d C %d "
+                                  "Vp %d) needs %llu (%s)",
+                                  (unsigned long long)file_bytes, h[2], h[3], h[4], h[5], h[6], h[7],
+                                  (unsigned long long)want, file_bytes < want ? "truncated" : "trailing bytes"));
+  const ParamLayout lay = make_layout(c);
+  m.params.assign(lay.total, 0.0f);
+  uint64_t off = sizeof h;
+  for_each_llmc_tensor(c, lay, [&](const ParamTensor& t) {
+    const size_t bytes = t.numel * sizeof(float);
+    if (pread_full(fd, m.params.data() + t.offset, bytes, off, path) != bytes)
+      throw UsageError(who + ": truncated llm.c model file (parameters cut off at " + t.name + ")");
+    off += bytes;
+  });
   return m;
 }
 
 void write_llmc_model(const std::string& path, const ModelConfig& c, const std::vector<float>& params) {
+  validate_model_config(c, path);  // never write a file read_llmc_model would refuse
   const ParamLayout lay = make_layout(c);
   MC_CHECK(params.size() == lay.total, "%zu != %zu", params.size(), lay.total);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw RuntimeError(tmp + ": cannot create: " + std::strerror(errno));
-  int h[256] = {0};
+  int32_t h[256] = {0};
   h[0] = kLlmcMagic;
   h[1] = 3;
   h[2] = c.max_seq_len;
@@ -81,16 +110,11 @@ void write_llmc_model(const std::string& path, const ModelConfig& c, const std::
   h[5] = c.num_heads;
   h[6] = c.channels;
   h[7] = c.padded_vocab_size;
-  bool ok = std::fwrite(h, sizeof(int), 256, f) == 256;
+  std::vector<std::pair<const void*, size_t>> parts = {{h, sizeof h}};
   for_each_llmc_tensor(c, lay, [&](const ParamTensor& t) {
-    ok = ok && std::fwrite(params.data() + t.offset, sizeof(float), t.numel, f) == t.numel;
+    parts.emplace_back(params.data() + t.offset, t.numel * sizeof(float));
   });
-  ok = (std::fflush(f) == 0) && ok && ::fsync(fileno(f)) == 0;
-  std::fclose(f);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw RuntimeError(path + ": cannot write llm.c model file: " + std::strerror(errno));
-  }
+  write_file_atomic(path, parts);
 }
 
 }  // namespace mc

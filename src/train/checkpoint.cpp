@@ -13,6 +13,9 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "model/llmc_io.h"
 
 namespace mc {
 
@@ -22,38 +25,6 @@ constexpr char kEndMagic[8] = {'M', 'C', 'C', 'K', 'E', 'N', 'D', '1'};
 constexpr size_t kAlign = 64;
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
-// Writes with a running CRC-32; throws RuntimeError naming the file on failure.
-struct CrcWriter {
-  int fd;
-  std::string path;
-  uLong crc = crc32(0L, Z_NULL, 0);
-  size_t written = 0;
-  void write(const void* p, size_t n, bool checksum = true) {
-    const char* c = static_cast<const char*>(p);
-    if (checksum) {
-      for (size_t off = 0; off < n;) {  // zlib takes uInt lengths
-        const size_t k = std::min<size_t>(n - off, 1u << 30);
-        crc = crc32(crc, reinterpret_cast<const Bytef*>(c + off), uInt(k));
-        off += k;
-      }
-    }
-    while (n > 0) {
-      const ssize_t w = ::write(fd, c, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw RuntimeError(path + ": write failed: " + std::strerror(errno));
-      }
-      c += w;
-      n -= size_t(w);
-      written += size_t(w);
-    }
-  }
-};
-
-std::string dirname_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-}
 }  // namespace
 
 void save_checkpoint(const std::string& path, const nlohmann::json& meta_in,
@@ -61,138 +32,225 @@ void save_checkpoint(const std::string& path, const nlohmann::json& meta_in,
   nlohmann::json meta = meta_in;
   meta["tensors"] = nlohmann::json::array();
   for (const auto& t : tensors) meta["tensors"].push_back({{"name", t.name}, {"dtype", "f32"}, {"numel", t.numel}});
-  const std::string js = meta.dump();
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw RuntimeError(tmp + ": cannot create checkpoint: " + std::strerror(errno));
-  try {
-    CrcWriter w{fd, tmp};
-    w.write(kMagic, 8);
-    const uint64_t jl = js.size();
-    w.write(&jl, 8);
-    w.write(js.data(), js.size());
-    const std::string pad(align_up(w.written) - w.written, '\0');
-    w.write(pad.data(), pad.size());
-    for (const auto& t : tensors) w.write(t.data, t.numel * sizeof(float));
-    const uint32_t trailer[2] = {uint32_t(w.crc), 0};
-    w.write(trailer, 8, false);
-    w.write(kEndMagic, 8, false);
-    if (::fsync(fd) != 0) throw RuntimeError(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw RuntimeError(path + ": rename failed: " + err);
-  }
-  const int dfd = ::open(dirname_of(path).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);  // make the rename itself durable
-    ::close(dfd);
-  }
+  write_checkpoint_raw(path, meta.dump(), tensors);
+}
+
+void write_checkpoint_raw(const std::string& path, const std::string& js,
+                          const std::vector<CheckpointTensor>& tensors) {
+  const uint64_t jl = js.size();
+  const std::string pad(align_up(16 + js.size()) - 16 - js.size(), '\0');
+  std::vector<std::pair<const void*, size_t>> parts = {
+      {kMagic, 8}, {&jl, 8}, {js.data(), js.size()}, {pad.data(), pad.size()}};
+  for (const auto& t : tensors) parts.emplace_back(t.data, t.numel * sizeof(float));
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& [p, n] : parts)
+    for (size_t off = 0; off < n;) {  // zlib takes uInt lengths
+      const size_t k = std::min<size_t>(n - off, 1u << 30);
+      crc = crc32(crc, static_cast<const Bytef*>(p) + off, uInt(k));
+      off += k;
+    }
+  const uint32_t trailer[2] = {uint32_t(crc), 0};
+  parts.push_back({trailer, 8});
+  parts.push_back({kEndMagic, 8});
+  write_file_atomic(path, parts);  // temp file, fsync, rename, directory fsync
 }
 
 namespace {
-// Opens path, checks the structure, parses the JSON. On return the file is positioned at the data.
+// Metadata larger than this is not a checkpoint's (ours are a few kilobytes).
+constexpr uint64_t kMaxMetaBytes = uint64_t(16) << 20;
+
+// A JSON value for a one-line message: its compact text, cut to 60 characters.
+std::string brief(const nlohmann::json& j) {
+  std::string s = j.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+// The structure of an opened checkpoint: parsed metadata and the tensor table, with every size
+// checked against the file size (overflow-free) before the caller allocates anything.
 struct Header {
   nlohmann::json meta;
-  size_t data_offset = 0, data_bytes = 0, file_bytes = 0;
+  std::vector<std::pair<std::string, size_t>> tensors;  // name, numel
+  size_t data_offset = 0, file_bytes = 0;
 };
 
-Header read_header(const std::string& path, FILE* f, uLong* crc) {
-  struct stat st;
-  if (::fstat(fileno(f), &st) != 0) throw UsageError(path + ": cannot stat: " + std::strerror(errno));
+Header read_header(const std::string& path, int fd, uLong* crc) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw UsageError(path + ": cannot stat: " + std::strerror(errno));
   Header h;
   h.file_bytes = size_t(st.st_size);
-  char magic[8];
-  uint64_t jl = 0;
-  if (h.file_bytes < 16 || std::fread(magic, 1, 8, f) != 8 || std::fread(&jl, 8, 1, f) != 1)
+  char head[16];
+  if (h.file_bytes < 32 || pread_full(fd, head, 16, 0, path) != 16)
     throw UsageError(path + ": truncated checkpoint (no header)");
-  if (std::memcmp(magic, kMagic, 8) != 0) throw UsageError(path + ": not a minicolossus checkpoint (bad magic)");
-  if (jl > h.file_bytes - 16) throw UsageError(path + ": truncated checkpoint (metadata cut off)");
-  std::string js(jl, '\0');
-  if (std::fread(js.data(), 1, jl, f) != jl) throw UsageError(path + ": truncated checkpoint (metadata cut off)");
-  if (crc) {
-    *crc = crc32(*crc, reinterpret_cast<const Bytef*>(magic), 8);
-    *crc = crc32(*crc, reinterpret_cast<const Bytef*>(&jl), 8);
-    *crc = crc32(*crc, reinterpret_cast<const Bytef*>(js.data()), uInt(jl));
+  if (std::memcmp(head, kMagic, 8) != 0) throw UsageError(path + ": not a minicolossus checkpoint (bad magic)");
+  uint64_t jl = 0;
+  std::memcpy(&jl, head + 8, 8);
+  if (jl > h.file_bytes - 32) throw UsageError(path + ": truncated checkpoint (metadata cut off)");
+  if (jl > kMaxMetaBytes)
+    throw UsageError(path + strfmt(": corrupted checkpoint (metadata of %llu bytes)", (unsigned long long)jl));
+  h.data_offset = align_up(16 + size_t(jl));
+  if (h.data_offset + 16 > h.file_bytes) throw UsageError(path + ": truncated checkpoint (metadata cut off)");
+  // The header, metadata and padding in one read.
+  std::string pre(h.data_offset, '\0');
+  if (pread_full(fd, pre.data(), pre.size(), 0, path) != pre.size())
+    throw UsageError(path + ": truncated checkpoint (metadata cut off)");
+  if (crc) *crc = crc32(*crc, reinterpret_cast<const Bytef*>(pre.data()), uInt(pre.size()));
+  h.meta = nlohmann::json::parse(pre.begin() + 16, pre.begin() + 16 + std::ptrdiff_t(jl), nullptr, false);
+  if (h.meta.is_discarded() || !h.meta.is_object())
+    throw UsageError(path + ": corrupted checkpoint metadata (not a JSON object)");
+  const auto it = h.meta.find("tensors");
+  if (it == h.meta.end() || !it->is_array())
+    throw UsageError(path + ": corrupted checkpoint metadata (no \"tensors\" array)");
+  // Sizes: each tensor, and their sum, must fit in the bytes the file has (checked before adding, so
+  // nothing overflows and a hostile numel cannot make the caller allocate beyond the file size).
+  const size_t room = h.file_bytes - h.data_offset - 16;
+  size_t data_bytes = 0;
+  for (const auto& t : *it) {
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("numel") ||
+        !t["numel"].is_number_unsigned())
+      throw UsageError(path + ": corrupted checkpoint metadata (a tensor entry needs a string \"name\" and an "
+                              "unsigned integer \"numel\")");
+    if (t.contains("dtype") && t["dtype"] != "f32")
+      throw UsageError(path + ": checkpoint tensor " + t["name"].get<std::string>() + " has dtype " +
+                       brief(t["dtype"]) + " (only \"f32\" is supported)");
+    const uint64_t numel = t["numel"].get<uint64_t>();
+    if (numel > (room - data_bytes) / sizeof(float))
+      throw UsageError(path + strfmt(": truncated checkpoint (tensor %s of %llu elements does not fit the file's %zu "
+                                     "bytes)",
+                                     t["name"].get<std::string>().c_str(), (unsigned long long)numel, h.file_bytes));
+    data_bytes += size_t(numel) * sizeof(float);
+    h.tensors.emplace_back(t["name"].get<std::string>(), size_t(numel));
   }
-  try {
-    h.meta = nlohmann::json::parse(js);
-    for (const auto& t : h.meta.at("tensors")) h.data_bytes += t.at("numel").get<size_t>() * sizeof(float);
-  } catch (const std::exception& e) {
-    throw UsageError(path + ": corrupted checkpoint metadata (" + e.what() + ")");
-  }
-  h.data_offset = align_up(16 + jl);
-  const size_t expect = h.data_offset + h.data_bytes + 16;
-  if (h.file_bytes != expect)
-    throw UsageError(path + strfmt(": %s checkpoint (expected %zu bytes, file has %zu)",
-                                   h.file_bytes < expect ? "truncated" : "oversized", expect, h.file_bytes));
-  const size_t pad = h.data_offset - 16 - jl;
-  std::string zeros(pad, '\0');
-  if (std::fread(zeros.data(), 1, pad, f) != pad) throw UsageError(path + ": truncated checkpoint");
-  if (crc) *crc = crc32(*crc, reinterpret_cast<const Bytef*>(zeros.data()), uInt(pad));
+  if (data_bytes != room)
+    throw UsageError(path + strfmt(": oversized checkpoint (expected %zu bytes, file has %zu)",
+                                   h.data_offset + data_bytes + 16, h.file_bytes));
   return h;
+}
+
+// JSON member `key` of obj as an integer in [lo, hi]; UsageError naming the file and key otherwise.
+int64_t meta_int(const nlohmann::json& obj, const char* key, int64_t lo, int64_t hi, const std::string& where) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) throw UsageError(where + ": checkpoint metadata has no \"" + key + "\"");
+  if (!it->is_number_integer())
+    throw UsageError(where + ": checkpoint metadata \"" + key + "\" is " + brief(*it) + ", not an integer");
+  int64_t v;
+  if (it->is_number_unsigned()) {
+    const uint64_t u = it->get<uint64_t>();
+    if (u > uint64_t(INT64_MAX))
+      throw UsageError(where + strfmt(": checkpoint metadata \"%s\" %llu is out of range [%lld, %lld]", key,
+                                      (unsigned long long)u, (long long)lo, (long long)hi));
+    v = int64_t(u);
+  } else {
+    v = it->get<int64_t>();
+  }
+  if (v < lo || v > hi)
+    throw UsageError(where + strfmt(": checkpoint metadata \"%s\" %lld is out of range [%lld, %lld]", key,
+                                    (long long)v, (long long)lo, (long long)hi));
+  return v;
+}
+
+const std::string& meta_string(const nlohmann::json& obj, const char* key, const std::string& where) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) throw UsageError(where + ": checkpoint metadata has no \"" + key + "\"");
+  if (!it->is_string())
+    throw UsageError(where + ": checkpoint metadata \"" + key + "\" is " + brief(*it) + ", not a string");
+  return it->get_ref<const std::string&>();
+}
+
+ModelConfig model_of(const nlohmann::json& meta, const std::string& where) {
+  const auto it = meta.find("model");
+  if (it == meta.end()) throw UsageError(where + ": checkpoint metadata has no \"model\"");
+  if (!it->is_object()) throw UsageError(where + ": checkpoint metadata \"model\" is not an object");
+  const nlohmann::json& m = *it;
+  ModelConfig c;
+  // Range checks proper are validate_model_config's; here only "fits an int".
+  c.max_seq_len = int(meta_int(m, "max_seq_len", INT32_MIN, INT32_MAX, where + " (model)"));
+  c.vocab_size = int(meta_int(m, "vocab_size", INT32_MIN, INT32_MAX, where + " (model)"));
+  c.padded_vocab_size = int(meta_int(m, "padded_vocab_size", INT32_MIN, INT32_MAX, where + " (model)"));
+  c.num_layers = int(meta_int(m, "num_layers", INT32_MIN, INT32_MAX, where + " (model)"));
+  c.num_heads = int(meta_int(m, "num_heads", INT32_MIN, INT32_MAX, where + " (model)"));
+  c.channels = int(meta_int(m, "channels", INT32_MIN, INT32_MAX, where + " (model)"));
+  validate_model_config(c, where);
+  return c;
+}
+
+// Note [Checkpoint metadata is input]
+// The checksum proves the file is what some writer wrote, not that the writer was ours or sane: a
+// hand-edited or crafted checkpoint with a valid checksum can say 0 heads (a division by zero), a
+// vocabulary larger than the padded one (reads past the logits), a negative step. Every key any
+// command reads is therefore checked here, once, for presence, type and range, so eval, sample,
+// export and train --resume all read only metadata that passed.
+void validate_meta(const Header& h, const std::string& path) {
+  const nlohmann::json& meta = h.meta;
+  const ModelConfig c = model_of(meta, path);
+  const size_t n = validate_model_config(c, path);
+  meta_int(meta, "step", 0, int64_t(INT32_MAX) - 1, path);
+  meta_int(meta, "loader_pos", 0, INT64_MAX, path);
+  meta_int(meta, "adam_t", 0, int64_t(INT32_MAX) - 1, path);
+  meta_int(meta, "seq", 1, c.max_seq_len, path);
+  meta_int(meta, "global_batch", 1, int64_t(INT32_MAX), path);
+  meta_int(meta, "world_size", 1, int64_t(INT32_MAX), path);
+  const std::string& tok = meta_string(meta, "tokenizer", path);
+  if (!valid_tokenizer_name(tok))
+    throw UsageError(path + ": checkpoint metadata \"tokenizer\" " + brief(meta["tokenizer"]) +
+                     " is not a tokenizer name");
+  meta_string(meta, "data_dir", path);
+  for (const char* name : {"params", "adam_m", "adam_v"}) {
+    const auto is = [&](const auto& p) { return p.first == name; };
+    const auto t = std::find_if(h.tensors.begin(), h.tensors.end(), is);
+    if (t == h.tensors.end()) throw UsageError(path + ": checkpoint has no tensor '" + name + "'");
+    if (std::count_if(h.tensors.begin(), h.tensors.end(), is) != 1)
+      throw UsageError(path + ": checkpoint has tensor '" + name + "' more than once");
+    if (t->second != n)
+      throw UsageError(path + strfmt(": checkpoint tensor %s has %zu elements but the model has %zu parameters", name,
+                                     t->second, n));
+  }
+}
+
+LoadedCheckpoint load_file(const std::string& path, bool validate) {
+  const int fd = open_input_file(path, "");
+  FdCloser closer(fd);
+  LoadedCheckpoint ck;
+  ck.path = path;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  Header h = read_header(path, fd, &crc);
+  uint64_t off = h.data_offset;
+  for (const auto& [name, n] : h.tensors) {
+    ck.names.push_back(name);
+    ck.tensors.emplace_back(n);
+    char* p = reinterpret_cast<char*>(ck.tensors.back().data());
+    const size_t bytes = n * sizeof(float);
+    if (pread_full(fd, p, bytes, off, path) != bytes) throw UsageError(path + ": truncated checkpoint (tensor data)");
+    for (size_t done = 0; done < bytes;) {
+      const size_t k = std::min<size_t>(bytes - done, 1u << 30);
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(p + done), uInt(k));
+      done += k;
+    }
+    off += bytes;
+  }
+  unsigned char tail[16];
+  if (pread_full(fd, tail, 16, off, path) != 16) throw UsageError(path + ": truncated checkpoint (no trailer)");
+  if (std::memcmp(tail + 8, kEndMagic, 8) != 0) throw UsageError(path + ": corrupted checkpoint (bad trailer)");
+  uint32_t stored = 0;
+  std::memcpy(&stored, tail, 4);
+  if (stored != uint32_t(crc))
+    throw UsageError(path + strfmt(": corrupted checkpoint (checksum %08x, expected %08x)", unsigned(crc), stored));
+  if (validate) validate_meta(h, path);
+  ck.meta = std::move(h.meta);
+  return ck;
 }
 }  // namespace
 
 nlohmann::json read_checkpoint_meta(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw UsageError(path + ": cannot open checkpoint: " + std::strerror(errno));
-  try {
-    Header h = read_header(path, f, nullptr);
-    std::fclose(f);
-    return h.meta;
-  } catch (...) {
-    std::fclose(f);
-    throw;
-  }
+  const int fd = open_input_file(path, "");
+  FdCloser closer(fd);
+  return read_header(path, fd, nullptr).meta;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw UsageError(path + ": cannot open checkpoint: " + std::strerror(errno));
-  LoadedCheckpoint ck;
-  ck.path = path;
-  try {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    Header h = read_header(path, f, &crc);
-    ck.meta = h.meta;
-    for (const auto& t : h.meta.at("tensors")) {
-      const size_t n = t.at("numel").get<size_t>();
-      ck.names.push_back(t.at("name").get<std::string>());
-      ck.tensors.emplace_back(n);
-      char* p = reinterpret_cast<char*>(ck.tensors.back().data());
-      size_t left = n * sizeof(float);
-      while (left > 0) {
-        const size_t k = std::min<size_t>(left, 1u << 30);
-        if (std::fread(p, 1, k, f) != k) throw UsageError(path + ": truncated checkpoint (tensor data)");
-        crc = crc32(crc, reinterpret_cast<const Bytef*>(p), uInt(k));
-        p += k;
-        left -= k;
-      }
-    }
-    uint32_t trailer[2];
-    char end[8];
-    if (std::fread(trailer, 4, 2, f) != 2 || std::fread(end, 1, 8, f) != 8)
-      throw UsageError(path + ": truncated checkpoint (no trailer)");
-    if (std::memcmp(end, kEndMagic, 8) != 0) throw UsageError(path + ": corrupted checkpoint (bad trailer)");
-    if (trailer[0] != uint32_t(crc))
-      throw UsageError(path + strfmt(": corrupted checkpoint (checksum %08x, expected %08x)", unsigned(crc), trailer[0]));
-  } catch (const nlohmann::json::exception& e) {
-    std::fclose(f);
-    throw UsageError(path + ": corrupted checkpoint metadata (" + e.what() + ")");
-  } catch (...) {
-    std::fclose(f);
-    throw;
-  }
-  std::fclose(f);
-  return ck;
-}
+LoadedCheckpoint load_checkpoint_file(const std::string& path) { return load_file(path, false); }
+
+LoadedCheckpoint load_checkpoint(const std::string& path) { return load_file(path, true); }
+
+ModelConfig checkpoint_model(const LoadedCheckpoint& ck) { return model_of(ck.meta, ck.path); }
 
 const std::vector<float>& LoadedCheckpoint::get(const std::string& name) const {
   for (size_t i = 0; i < names.size(); ++i)
@@ -210,9 +268,13 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
     int step = 0;
     char tail[8] = {0};
     // exactly ckpt_<digits>.bin (temporary files have a longer tail)
-    if (std::sscanf(e->d_name, "ckpt_%d.%7s", &step, tail) == 2 && std::string(tail) == "bin" &&
-        std::string(e->d_name) == strfmt("ckpt_%08d.bin", step))
-      found.emplace_back(step, dir + "/" + e->d_name);
+    if (std::sscanf(e->d_name, "ckpt_%d.%7s", &step, tail) == 2 && std::string(tail) == "bin" && step >= 0 &&
+        std::string(e->d_name) == strfmt("ckpt_%08d.bin", step)) {
+      // Only regular files (stat, never open: a FIFO named like a checkpoint must not block us).
+      struct stat st {};
+      const std::string full = dir + "/" + e->d_name;
+      if (::stat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode)) found.emplace_back(step, full);
+    }
   }
   ::closedir(d);
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });

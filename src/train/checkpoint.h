@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/gpt2.h"
+
 namespace mc {
 
 struct CheckpointTensor {
@@ -23,6 +25,12 @@ struct CheckpointTensor {
 void save_checkpoint(const std::string& path, const nlohmann::json& meta,
                      const std::vector<CheckpointTensor>& tensors);
 
+// Writes a checkpoint whose metadata is exactly the JSON text `meta_json` (its "tensors" array must
+// describe `tensors`; nothing is checked). save_checkpoint uses it; tests use it to craft files with
+// a valid checksum and hostile metadata.
+void write_checkpoint_raw(const std::string& path, const std::string& meta_json,
+                          const std::vector<CheckpointTensor>& tensors);
+
 struct LoadedCheckpoint {
   std::string path;
   nlohmann::json meta;
@@ -31,8 +39,17 @@ struct LoadedCheckpoint {
   const std::vector<float>& get(const std::string& name) const;  // throws UsageError if absent
 };
 
-// Reads and fully verifies (structure, sizes, checksum). Throws UsageError("<path>: <what is wrong>").
+// Reads a training checkpoint and fully verifies it: structure, sizes (against the file size, before
+// allocating), checksum, and then its metadata (Note [Checkpoint metadata is input] in checkpoint.cpp):
+// "model" (validate_model_config), "step" and "adam_t" in [0, 2^31-1), "loader_pos" >= 0, "seq" in
+// [1, max_seq_len], "global_batch" and "world_size" >= 1, "tokenizer" a name, "data_dir" a string,
+// tensors "params", "adam_m", "adam_v" of the model's parameter count. A FIFO, directory or device
+// is refused without blocking. Every failure is UsageError("<path>: <what is wrong>").
 LoadedCheckpoint load_checkpoint(const std::string& path);
+// The container only: structure, sizes and checksum, any metadata (tests, tools).
+LoadedCheckpoint load_checkpoint_file(const std::string& path);
+// The validated model configuration of a checkpoint from load_checkpoint (UsageError naming the file).
+ModelConfig checkpoint_model(const LoadedCheckpoint& ck);
 // Reads only the metadata (structure checked, checksum not).
 nlohmann::json read_checkpoint_meta(const std::string& path);
 

@@ -4,12 +4,15 @@
 // sees is printed by rank 0 only, and an error of one rank aborts the job instead of hanging it.
 #include "train/commands.h"
 
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "core/errors.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "data/data.h"
 #include "dist/comm.h"
@@ -46,21 +49,6 @@ std::string resolve_device(const std::string& d) {
   return d;
 }
 
-namespace {
-
-ModelConfig model_from_meta(const nlohmann::json& m) {
-  ModelConfig c;
-  c.max_seq_len = m.at("max_seq_len");
-  c.vocab_size = m.at("vocab_size");
-  c.padded_vocab_size = m.at("padded_vocab_size");
-  c.num_layers = m.at("num_layers");
-  c.num_heads = m.at("num_heads");
-  c.channels = m.at("channels");
-  return c;
-}
-
-}  // namespace
-
 // ---- eval ------------------------------------------------------------------------------------
 
 int cmd_eval(int argc, char** argv) {
@@ -75,9 +63,14 @@ int cmd_eval(int argc, char** argv) {
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(batch > 0, "--batch %d: must be positive", batch);
   MC_REQUIRE(max_seqs >= 0, "--max-seqs %d: must be >= 0", max_seqs);
-  LoadedCheckpoint ck = load_checkpoint(ckpt);
-  const ModelConfig mc = model_from_meta(ck.meta.at("model"));
-  if (data.empty()) data = ck.meta.at("data_dir").get<std::string>();
+  LoadedCheckpoint ck = load_checkpoint(ckpt);  // metadata validated (Note [Checkpoint metadata is input])
+  const ModelConfig mc = checkpoint_model(ck);
+  if (data.empty()) {
+    data = ck.meta.at("data_dir").get<std::string>();
+    struct stat st {};
+    MC_REQUIRE(!data.empty() && ::stat(data.c_str(), &st) == 0 && S_ISDIR(st.st_mode),
+               "--data not given and the checkpoint's data directory '%s' does not exist; pass --data", data.c_str());
+  }
   DataDir dd = open_data_dir(data);
   MC_REQUIRE(dd.vocab_size == mc.vocab_size, "--data %s: vocabulary %d does not match the checkpoint's %d",
              data.c_str(), dd.vocab_size, mc.vocab_size);
@@ -120,21 +113,23 @@ int cmd_sample(int argc, char** argv) {
   MC_REQUIRE(tokens > 0, "--tokens %d: must be positive", tokens);
   MC_REQUIRE(temperature >= 0 && std::isfinite(temperature), "--temperature %g: must be >= 0", double(temperature));
   MC_REQUIRE(top_k >= 0, "--top-k %d: must be >= 0", top_k);
-  LoadedCheckpoint ck = load_checkpoint(ckpt);
-  const ModelConfig mc = model_from_meta(ck.meta.at("model"));
-  const std::string tok = ck.meta.value("tokenizer", std::string("gpt2"));
-  const std::string data_dir = ck.meta.value("data_dir", std::string());
+  LoadedCheckpoint ck = load_checkpoint(ckpt);  // metadata validated (Note [Checkpoint metadata is input])
+  const ModelConfig mc = checkpoint_model(ck);
+  const std::string tok = ck.meta.at("tokenizer").get<std::string>();
+  const std::string data_dir = ck.meta.at("data_dir").get<std::string>();
   std::vector<int> seq = encode_prompt(tok, prompt);
   if (seq.empty()) seq.push_back(tok == "byte" ? int('\n') : 50256);  // newline / <|endoftext|>
   for (int t : seq) MC_REQUIRE(t < mc.vocab_size, "--prompt: token %d is outside the model's vocabulary", t);
   auto ops = make_ops(resolve_device(device), 0);
-  GPT2 model(mc, *ops, 1, mc.max_seq_len);
+  // Activations for the longest context this run can use, not the model's maximum (which may be large).
+  const int ctx = int(std::min<int64_t>(mc.max_seq_len, int64_t(seq.size()) + tokens));
+  GPT2 model(mc, *ops, 1, ctx);
   model.set_params(ck.get("params"));
   Rng rng(seed);
   std::printf("%s", prompt.c_str());
   std::vector<std::pair<float, int>> cand(mc.vocab_size);
   for (int i = 0; i < tokens; ++i) {
-    const int len = std::min<int>(int(seq.size()), mc.max_seq_len);
+    const int len = std::min<int>(int(seq.size()), ctx);
     model.forward(seq.data() + seq.size() - len, nullptr, 1, len);
     std::vector<float> logits = model.logits_at(0, len - 1);
     int next = 0;
@@ -172,8 +167,9 @@ int cmd_export(int argc, char** argv) {
   app.add_option("--ckpt", ckpt, "checkpoint file")->required();
   app.add_option("--out", out, "llm.c model file to write")->required();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
-  LoadedCheckpoint ck = load_checkpoint(ckpt);
-  write_llmc_model(out, model_from_meta(ck.meta.at("model")), ck.get("params"));
+  check_output_path(out, "--out");
+  LoadedCheckpoint ck = load_checkpoint(ckpt);  // refuses invalid metadata, so no invalid model is written
+  write_llmc_model(out, checkpoint_model(ck), ck.get("params"));
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }

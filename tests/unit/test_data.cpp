@@ -86,7 +86,7 @@ TEST(Shard, RoundTrip) {
   TokenShard s(p, 50257);
   ASSERT_EQ(s.size(), t.size());
   EXPECT_EQ(s.path(), p);
-  EXPECT_TRUE(std::equal(t.begin(), t.end(), s.tokens()));
+  EXPECT_EQ(s.read_all(), t);
   for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().filename(), "x_train.bin");  // no temp left
 }
 
@@ -181,6 +181,15 @@ TEST(DataDir, Errors) {
   expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "70000"});
   write_text(d + "/tokenizer.json", R"({"tokenizer": "byte", "vocab_size": 300})");
   expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "300"});
+  // The tokenizer name is recorded in checkpoints, which accept only plain names: refused here already.
+  for (const char* bad : {R"("")", R"("my tok")", R"("a\nb")"}) {
+    write_text(d + "/tokenizer.json", std::string(R"({"tokenizer": )") + bad + R"(, "vocab_size": 100})");
+    expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "tokenizer name"});
+  }
+  write_text(d + "/tokenizer.json", R"({"tokenizer": "gpt-2_v1.5", "vocab_size": 100})");
+  EXPECT_EQ(open_data_dir(d).tokenizer, "gpt-2_v1.5");
+  EXPECT_FALSE(valid_tokenizer_name(std::string(65, 'a')));
+  EXPECT_TRUE(valid_tokenizer_name(std::string(64, 'a')));
 }
 
 // ---- dataset ----------------------------------------------------------------------------------
@@ -217,6 +226,98 @@ TEST(Dataset, TooFewTokens) {
   expect_usage([&] { Dataset ds({d + "/train_000000.bin"}, 10, 4); },
                {d, "has 4 tokens", "too few for one sequence of --seq 4"});
   expect_usage([&] { Dataset ds({d + "/train_000000.bin"}, 10, 0); }, {"--seq 0"});
+  // The too-short case, and only it, is DataTooShort (the trainer keeps it a warning for validation).
+  EXPECT_THROW(Dataset({d + "/train_000000.bin"}, 10, 4), DataTooShort);
+  raw_shard(d + "/bad.bin", kShardMagic, kShardVersion, 10, iota_tokens(9));
+  try {
+    Dataset ds({d + "/bad.bin"}, 10, 4);
+    ADD_FAILURE() << "truncated shard accepted";
+  } catch (const DataTooShort&) {
+    ADD_FAILURE() << "a corrupt shard must not be reported as too short";
+  } catch (const UsageError&) {
+  }
+}
+
+// A shard truncated (or rewritten) while a run reads it: DataChanged naming the file, never SIGBUS.
+TEST(Dataset, ShardChangedWhileReadingIsDataChanged) {
+  const std::string d = scratch(), p = d + "/train_000000.bin";
+  write_shard(p, iota_tokens(4001, 200));
+  Dataset ds({p}, 256, 100);
+  ASSERT_EQ(ds.num_sequences(), 40u);
+  std::vector<int> in(100), tg(100);
+  ds.get(39, in.data(), tg.data());  // fine before
+  // Truncated in place to half: sequences in the first half still read, the rest throw.
+  ASSERT_EQ(::truncate(p.c_str(), 1024 + 2 * 2000), 0);
+  ds.get(0, in.data(), tg.data());
+  EXPECT_EQ(in[5], 5);
+  try {
+    ds.get(39, in.data(), tg.data());
+    ADD_FAILURE() << "truncation not detected";
+  } catch (const DataChanged& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(p), std::string::npos) << m;
+    EXPECT_NE(m.find("changed while training"), std::string::npos) << m;
+    EXPECT_NE(m.find("5024 bytes"), std::string::npos) << m;
+  }
+  // Truncated to nothing: every read throws.
+  ASSERT_EQ(::truncate(p.c_str(), 0), 0);
+  EXPECT_THROW(ds.get(0, in.data(), tg.data()), DataChanged);
+  // Rewritten in place with a token the vocabulary does not have.
+  const std::string q = d + "/train_000001.bin";
+  write_shard(q, iota_tokens(501, 200));
+  Dataset ds2({q}, 200, 100);
+  {
+    std::FILE* f = std::fopen(q.c_str(), "r+b");
+    std::fseek(f, 1024 + 2 * 10, SEEK_SET);
+    const uint16_t big = 250;
+    std::fwrite(&big, 2, 1, f);
+    std::fclose(f);
+  }
+  try {
+    ds2.get(0, in.data(), tg.data());
+    ADD_FAILURE() << "out-of-range token not detected";
+  } catch (const DataChanged& e) {
+    EXPECT_NE(std::string(e.what()).find(q), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("token 250 at position 10"), std::string::npos) << e.what();
+  }
+}
+
+// The content fingerprint: equal for equal bytes wherever they live, different for one changed token,
+// dependent on order; free after validation (cached by file identity).
+TEST(DataDir, ContentFingerprint) {
+  const std::string d = scratch();
+  for (const char* sub : {"/a", "/b", "/c"}) {
+    fs::create_directories(d + sub);
+    write_shard(d + sub + "/train_000000.bin", iota_tokens(3000, 256));
+    write_shard(d + sub + "/train_000001.bin", iota_tokens(2000, 100));
+    write_shard(d + sub + "/val_000000.bin", iota_tokens(500, 7));
+  }
+  auto t = iota_tokens(3000, 256);
+  t[1234] = 3;  // one token differs, still in range and the same size
+  write_shard(d + "/c/train_000000.bin", t);
+  const DataDir a = open_data_dir(d + "/a"), b = open_data_dir(d + "/b"), c = open_data_dir(d + "/c");
+  const uint64_t fa = data_fingerprint(a), fb = data_fingerprint(b), fc = data_fingerprint(c);
+  EXPECT_EQ(fa, fb);
+  EXPECT_NE(fa, fc);
+  EXPECT_NE(fa, 0u);
+  DataDir swapped = a;
+  std::swap(swapped.train_files[0], swapped.train_files[1]);
+  EXPECT_NE(data_fingerprint(swapped), fa);
+  DataDir moved = a;  // a val shard counted as train is different data
+  moved.train_files.push_back(moved.val_files[0]);
+  moved.val_files.clear();
+  EXPECT_NE(data_fingerprint(moved), fa);
+  // Dataset fingerprints agree with the shards'.
+  Dataset da(a.train_files, 256, 64), db(b.train_files, 256, 64), dc(c.train_files, 256, 64);
+  EXPECT_EQ(da.fingerprint(), db.fingerprint());
+  EXPECT_NE(da.fingerprint(), dc.fingerprint());
+  EXPECT_EQ(TokenShard(a.val_files[0], 256).fingerprint(), TokenShard(b.val_files[0], 256).fingerprint());
+  // A file replaced after it was fingerprinted is read again, not taken from the cache.
+  write_shard(d + "/b/val_000000.bin", iota_tokens(500, 9));
+  EXPECT_NE(data_fingerprint(b), fa);
+  // Refused shards throw what TokenShard throws.
+  raw_shard(d + "/b/val_000000.bin", 1, 1, 1, {1});
+  EXPECT_THROW(data_fingerprint(b), UsageError);
 }
 
 // ---- loader -----------------------------------------------------------------------------------
@@ -346,8 +447,9 @@ TEST(Prepare, SmallTextRoundTrip) {
   ASSERT_EQ(dd.val_files.size(), 1u);
   TokenShard tr(dd.train_files[0], 256), va(dd.val_files[0], 256);
   EXPECT_EQ(va.size(), text.size() / 10);
-  std::string back(tr.tokens(), tr.tokens() + tr.size());
-  back.append(va.tokens(), va.tokens() + va.size());
+  const auto trt = tr.read_all(), vat = va.read_all();
+  std::string back(trt.begin(), trt.end());
+  back.append(vat.begin(), vat.end());
   EXPECT_EQ(back, text);
   for (const auto& e : fs::directory_iterator(out))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
@@ -370,7 +472,7 @@ TEST(Prepare, ValSplitSizes) {
 
 TEST(Prepare, Errors) {
   const std::string d = scratch();
-  expect_usage([&] { prepare_text(d + "/none.txt", d + "/o", "byte"); }, {"--input " + d + "/none.txt", "no such file"});
+  expect_usage([&] { prepare_text(d + "/none.txt", d + "/o", "byte"); }, {"--input " + d + "/none.txt", "cannot open"});
   write_text(d + "/empty.txt", "");
   expect_usage([&] { prepare_text(d + "/empty.txt", d + "/o", "byte"); }, {"--input", "file is empty"});
   write_text(d + "/t.txt", "hello world");
@@ -397,7 +499,8 @@ TEST(DefaultCorpus, PreparesOnceAndReuses) {
   Dataset train(dd.train_files, dd.vocab_size, 64);
   EXPECT_GT(train.num_tokens(), 3000000u);
   TokenShard tr(dd.train_files[0], 256);
-  const std::string head(tr.tokens(), tr.tokens() + 200);
+  const auto trt = tr.read_all();
+  const std::string head(trt.begin(), trt.begin() + 200);
   EXPECT_NE(head.find("In the beginning God created the heaven and the earth."), std::string::npos) << head;
   // Nothing but the corpus is left in the cache.
   for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().filename(), "kjv");

@@ -53,7 +53,7 @@ TEST_F(TrainTest, CheckpointRoundTripAndCorruption) {
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f;
   for (size_t i = 0; i < b.size(); ++i) b[i] = -float(i);
   save_checkpoint(path, {{"step", 12}}, {{"a", a.data(), a.size()}, {"b", b.data(), b.size()}});
-  LoadedCheckpoint ck = load_checkpoint(path);
+  LoadedCheckpoint ck = load_checkpoint_file(path);
   EXPECT_EQ(ck.meta.at("step").get<int>(), 12);
   EXPECT_EQ(ck.get("a"), a);
   EXPECT_EQ(ck.get("b"), b);

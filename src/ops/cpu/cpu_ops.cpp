@@ -37,10 +37,14 @@ inline float* F(Ptr p) {
 // and 2^n built in the exponent bits. Accuracy is within ~2 ulp; NaN propagates; results for
 // x < -87.3 are 0 and for x > 88.3 saturate at e^88.3 (~2e38), which softmax and GELU never reach
 // meaningfully. It is deterministic (no data-dependent code paths).
+// The clamp is written so that NaN also lands inside [lo, hi] (every comparison with NaN is false,
+// so `x > lo ? ... : lo` sends it to lo): n is then always in [-126, 128] and the exponent bits
+// (n + 127) << 23 never come from a float-to-int conversion of NaN or +-inf (undefined behaviour,
+// and on x86 INT_MIN, a negative value shifted left). The NaN itself is put back at the end.
 #pragma omp declare simd notinbranch
 inline float vexp(float x) {
   const float lo = -87.3f, hi = 88.3f;
-  const float xc = x < lo ? lo : (x > hi ? hi : x);  // comparisons are false for NaN: NaN stays
+  const float xc = x > lo ? (x < hi ? x : hi) : lo;  // NaN -> lo (then restored below)
   const float shifter = 12582912.0f;                  // 1.5 * 2^23: adding it rounds to an integer
   const float t = xc * 1.44269504088896341f + shifter;
   const float n = t - shifter;
@@ -53,12 +57,19 @@ inline float vexp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  const uint32_t bits = uint32_t(static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
   const float e = p * scale;
-  return x < lo ? 0.0f : e;
+  return x != x ? x : (x < lo ? 0.0f : e);
 }
+
+}  // namespace
+
+// The vectorised exp above, callable from tests (declared there; not part of any interface).
+float cpu_vexp_for_test(float x) { return vexp(x); }
+
+namespace {
 
 // Runs fn(c0, c1) on disjoint channel ranges covering [0, C), one range per OpenMP thread.
 // Each thread then loops over all rows in order, so every output channel is summed in row order:
