@@ -11,6 +11,7 @@
 #include "core/errors.h"
 #include "dist/bench.h"
 #include "dist/comm.h"
+#include "dist/watchdog.h"
 #include "train/commands.h"
 
 namespace {
@@ -24,14 +25,35 @@ const char* kUsage =
     "  export           write a checkpoint as an llm.c model file\n"
     "  bench-allreduce  all-reduce bandwidth table (run under mpirun)\n"
     "Launch data-parallel with: mpirun -np N minicolossus train ...\n";
+// --watchdog-s from the raw arguments (300 if absent or not a number; the flag parser checks it later).
+double early_watchdog_s(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const char* v = nullptr;
+    if (std::strcmp(argv[i], "--watchdog-s") == 0 && i + 1 < argc) v = argv[i + 1];
+    else if (std::strncmp(argv[i], "--watchdog-s=", 13) == 0) v = argv[i] + 13;
+    if (!v) continue;
+    char* end = nullptr;
+    const double x = std::strtod(v, &end);
+    if (end != v && *end == '\0' && x >= 0 && x < 1e9) return x;
+  }
+  return 300;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   // Note [OpenMP wait policy] (cpu_ops.cpp): spinning OpenMP workers halve OpenBLAS's speed, and
   // libgomp reads OMP_WAIT_POLICY only at load time, so start over once with it set. A user's own
   // setting is kept.
+  // The real path, not /proc/self/exe: the kernel names a process after the file it executed, and
+  // ps/top/pkill should see "minicolossus", not "exe".
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+      self[n] = '\0';
+      execv(self, argv);  // fails if the binary was replaced or deleted meanwhile: try the open inode
+    }
     execv("/proc/self/exe", argv);  // only returns on failure: then run as we are
   }
   std::string sub = argc >= 2 ? argv[1] : "train";
@@ -56,6 +78,9 @@ int main(int argc, char** argv) {
   char** sub_argv = args.data() + 1;
 
   const bool distributed = sub == "train" || sub == "bench-allreduce";
+  // A peer stopped during MPI's own start-up must not hang us either (Note [Watchdog]): watch from
+  // before MPI_Init, with --watchdog-s if given (train validates it later and takes it over).
+  if (sub == "train" && mc::launched_by_mpi()) mc::watchdog_start(early_watchdog_s(argc, argv), "start-up (MPI_Init)");
   int rc = 0;
   try {
     if (distributed) mc::dist_init(&argc, &argv);

@@ -34,6 +34,8 @@ struct TrainConfig {
   bool overlap = true;           // --no-overlap turns off reducing buckets during backward (for measuring)
   double watchdog_s = 300;       // --watchdog-s: abort the job when no step completes for
                                  // max(this, 10 x the slowest step or save so far); 0 = off (Note [Watchdog])
+  int check_every = 100;         // --check-every: compare a checksum of the parameters across ranks every N
+                                 // steps (Note [Replica check]); 0 = off
   double peak_tflops = 0;        // --peak-tflops: for MFU; 0 = 989 on cuda (H100 bf16), 0.19 on cpu
   // checkpoints
   std::string ckpt_dir = "checkpoints";  // --ckpt-dir

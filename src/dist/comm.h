@@ -69,7 +69,10 @@ class Communicator {
 // Starts the process-level runtime (MPI_Init_thread when built with MPI and launched by a
 // launcher, or when forced). Safe to call once; finalize at exit. Defined in comm_factory.cpp.
 void dist_init(int* argc, char*** argv);
-void dist_finalize();
+void dist_finalize();  // also stops the watchdog (Note [Watchdog] in watchdog.h) once MPI is down
+// Ends the whole job from any rank without a communicator: MPI_Abort on the world when MPI is up,
+// _exit(code) otherwise.
+[[noreturn]] void dist_abort(int code);
 // True when this process was started by mpirun/mpiexec/srun (environment variables): MPI is then
 // initialised even for one rank ("auto" still picks single for a world of one).
 bool launched_by_mpi();
@@ -80,6 +83,11 @@ bool launched_by_mpi();
 // ops->download/upload, and nccl orders itself after ops->stream().
 class Ops;
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, Ops* ops);
+
+// Host buffers over every rank of the job as launched, whatever the flags say: MPI's world when MPI is
+// up, a single rank otherwise. Start-up uses it to agree on errors before --comm is even known to be
+// valid on every rank (Note [Agreed failure] in agree.h).
+std::unique_ptr<Communicator> make_world_communicator();
 
 // The world communicator of MPI_COMM_SELF-like single rank, always available.
 std::unique_ptr<Communicator> make_single_communicator();

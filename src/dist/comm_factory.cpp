@@ -4,12 +4,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <string>
 
 #include "core/dynlib.h"
 #include "core/errors.h"
+#include "dist/agree.h"
 #include "dist/backends.h"
 #include "dist/comm.h"
+#include "dist/watchdog.h"
 #include "ops/ops.h"
 #ifdef MC_HAVE_MPI
 #include <mpi.h>
@@ -127,6 +130,13 @@ std::unique_ptr<Communicator> for_ops(std::unique_ptr<Communicator> host, Ops* o
 
 }  // namespace
 
+std::unique_ptr<Communicator> make_world_communicator() {
+#ifdef MC_HAVE_MPI
+  if (mpi_up()) return make_mpi_world_communicator();
+#endif
+  return make_single_communicator(false);
+}
+
 bool launched_by_mpi() {
   // Open MPI, MPICH/Hydra and PMI-1/2, PMIx launchers, MVAPICH, and srun (which sets SLURM_PROCID for
   // plain batch scripts too, so it counts only together with a task count).
@@ -148,8 +158,21 @@ void dist_init(int* argc, char*** argv) {
 
 void dist_finalize() {
 #ifdef MC_HAVE_MPI
-  if (g_we_initialised_mpi && mpi_up()) MPI_Finalize();
+  if (g_we_initialised_mpi && mpi_up()) {
+    watchdog_finalizing();  // MPI_Finalize waits for every peer: a stopped one must not hang us
+    MPI_Finalize();
+  }
 #endif
+  watchdog_stop();
+}
+
+void dist_abort(int code) {
+#ifdef MC_HAVE_MPI
+  if (mpi_up()) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(code);
 }
 
 // Note [Backend choice]
@@ -175,9 +198,16 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, Ops* op
   }
   if (kind == "nccl") {
 #ifdef MC_HAVE_NCCL
-    require_nccl_possible(*make_single_communicator(false), ops);  // build/device errors first, collective-free
     auto host = host_world();
-    require_nccl_possible(*host, ops);
+    // Nodes may differ (GPU count, NCCL installed): a rank that cannot use NCCL must not leave the others
+    // waiting in NCCL's initialisation (Note [Agreed failure] in agree.h).
+    std::exception_ptr err;
+    try {
+      require_nccl_possible(*host, ops);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    agree_and_rethrow(*host, err);  // the same UsageError on every rank
     if (!ops) return host;
     return make_nccl_communicator(std::move(host), *ops);
 #else

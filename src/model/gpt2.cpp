@@ -135,47 +135,65 @@ std::vector<float> gpt2_init(const ModelConfig& cfg, const ParamLayout& layout, 
 
 // ---- the model -------------------------------------------------------------------------------
 
+// Every buffer GPT2 allocates, with its size: the constructor allocates from this list and
+// memory_bytes() sums it, so the memory estimate can never drift from what is allocated.
+std::vector<std::pair<Buffer GPT2::*, size_t>> GPT2::buffer_plan(const ModelConfig& cfg, size_t num_params, int B,
+                                                                 int T, DType at) {
+  const size_t as = dtype_size(at), fs = sizeof(float);
+  const size_t L = size_t(cfg.num_layers), C = size_t(cfg.channels), NH = size_t(cfg.num_heads),
+               Vp = size_t(cfg.padded_vocab_size);
+  const size_t N = size_t(B) * size_t(T);
+  return {{&GPT2::params_, num_params * as},
+          {&GPT2::grads_, num_params * fs},
+          {&GPT2::encoded_, N * C * as},
+          {&GPT2::ln1_, L * N * C * as},
+          {&GPT2::ln1_mean_, L * N * fs},
+          {&GPT2::ln1_rstd_, L * N * fs},
+          {&GPT2::qkv_, L * N * 3 * C * as},
+          {&GPT2::atty_, L * N * C * as},
+          {&GPT2::att_lse_, L * size_t(B) * NH * size_t(T) * fs},
+          {&GPT2::attproj_, L * N * C * as},
+          {&GPT2::residual2_, L * N * C * as},
+          {&GPT2::ln2_, L * N * C * as},
+          {&GPT2::ln2_mean_, L * N * fs},
+          {&GPT2::ln2_rstd_, L * N * fs},
+          {&GPT2::fch_, L * N * 4 * C * as},
+          {&GPT2::fch_gelu_, L * N * 4 * C * as},
+          {&GPT2::fcproj_, L * N * C * as},
+          {&GPT2::residual3_, L * N * C * as},
+          {&GPT2::lnf_, N * C * as},
+          {&GPT2::lnf_mean_, N * fs},
+          {&GPT2::lnf_rstd_, N * fs},
+          {&GPT2::logits_, N * Vp * as},
+          {&GPT2::losses_, N * fs},
+          {&GPT2::inputs_, N * sizeof(int)},
+          {&GPT2::targets_, N * sizeof(int)},
+          {&GPT2::dres_, N * C * as},
+          {&GPT2::dbuf_c_, N * C * as},
+          {&GPT2::dbuf_3c_, N * 3 * C * as},
+          {&GPT2::dbuf_4c_, N * 4 * C * as},
+          {&GPT2::dbuf_4c2_, N * 4 * C * as},
+          {&GPT2::dlnf_, N * C * as}};
+}
+
+double GPT2::memory_bytes(const ModelConfig& cfg, int B, int T, DType act_dtype) {
+  double total = 0;  // double: an absurd plan must not wrap around to a small number
+  const double scale = double(B) * double(T);
+  // Sizes grow linearly in B*T (or not at all), so evaluate at B=T=1 and scale: no size_t overflow.
+  const size_t n = make_layout(cfg).total;
+  const auto per_token = buffer_plan(cfg, n, 1, 1, act_dtype);
+  const auto fixed = buffer_plan(cfg, n, 0, 0, act_dtype);
+  for (size_t i = 0; i < per_token.size(); ++i)
+    total += double(fixed[i].second) + (double(per_token[i].second) - double(fixed[i].second)) * scale;
+  return total;
+}
+
 GPT2::GPT2(const ModelConfig& cfg, Ops& ops, int B, int T)
     : cfg_(cfg), layout_(make_layout(cfg)), ops_(ops), B_(B), T_(T) {
   MC_CHECK(B > 0 && T > 0 && T <= cfg.max_seq_len, "B=%d T=%d maxT=%d", B, T, cfg.max_seq_len);
   MC_CHECK(cfg.channels % cfg.num_heads == 0, "C=%d NH=%d", cfg.channels, cfg.num_heads);
-  const DType at = ops.act_dtype();
-  const size_t as = dtype_size(at);
-  const size_t L = cfg.num_layers, C = cfg.channels, NH = cfg.num_heads, Vp = cfg.padded_vocab_size;
-  const size_t N = size_t(B) * T;
-  params_ = Buffer(ops, layout_.total * as);
-  grads_ = Buffer(ops, layout_.total * sizeof(float));
-  auto act = [&](size_t n) { return Buffer(ops, n * as); };
-  auto f32 = [&](size_t n) { return Buffer(ops, n * sizeof(float)); };
-  encoded_ = act(N * C);
-  ln1_ = act(L * N * C);
-  ln1_mean_ = f32(L * N);
-  ln1_rstd_ = f32(L * N);
-  qkv_ = act(L * N * 3 * C);
-  atty_ = act(L * N * C);
-  att_lse_ = f32(L * B * NH * T);
-  attproj_ = act(L * N * C);
-  residual2_ = act(L * N * C);
-  ln2_ = act(L * N * C);
-  ln2_mean_ = f32(L * N);
-  ln2_rstd_ = f32(L * N);
-  fch_ = act(L * N * 4 * C);
-  fch_gelu_ = act(L * N * 4 * C);
-  fcproj_ = act(L * N * C);
-  residual3_ = act(L * N * C);
-  lnf_ = act(N * C);
-  lnf_mean_ = f32(N);
-  lnf_rstd_ = f32(N);
-  logits_ = act(N * Vp);
-  losses_ = f32(N);
-  inputs_ = Buffer(ops, N * sizeof(int));
-  targets_ = Buffer(ops, N * sizeof(int));
-  dres_ = act(N * C);
-  dbuf_c_ = act(N * C);
-  dbuf_3c_ = act(N * 3 * C);
-  dbuf_4c_ = act(N * 4 * C);
-  dbuf_4c2_ = act(N * 4 * C);
-  dlnf_ = act(N * C);
+  for (const auto& [member, bytes] : buffer_plan(cfg, layout_.total, B, T, ops.act_dtype()))
+    this->*member = Buffer(ops, bytes);
 }
 
 void GPT2::set_params(const std::vector<float>& host) {

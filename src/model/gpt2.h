@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "ops/ops.h"
@@ -60,6 +61,9 @@ class GPT2 {
  public:
   // Allocates parameters, gradients and activations for batches up to B x T on ops.
   GPT2(const ModelConfig& cfg, Ops& ops, int B, int T);
+  // Bytes the constructor would allocate for these sizes (exactly; a double so that absurd plans
+  // cannot overflow).
+  static double memory_bytes(const ModelConfig& cfg, int B, int T, DType act_dtype);
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Ops& ops() { return ops_; }
@@ -91,6 +95,8 @@ class GPT2 {
   std::vector<float> logits_at(int b, int pos) const;
 
  private:
+  static std::vector<std::pair<Buffer GPT2::*, size_t>> buffer_plan(const ModelConfig& cfg, size_t num_params, int B,
+                                                                    int T, DType act_dtype);
   ModelConfig cfg_;
   ParamLayout layout_;
   Ops& ops_;

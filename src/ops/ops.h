@@ -60,6 +60,9 @@ class Ops {
   virtual void* stream() const { return nullptr; }
   // Largest number of bytes held through alloc() at once so far (0 if not tracked).
   virtual size_t peak_bytes() const { return 0; }
+  // Free memory of the device the ops allocate on (cudaMemGetInfo); 0 for host ops (see the trainer's
+  // check_memory for host memory).
+  virtual size_t device_free_bytes() const { return 0; }
 
   // ---- GPT-2 ops ----------------------------------------------------------------------------
   // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens: backend int32 buffer of B*T.

@@ -5,12 +5,21 @@
 #include <cstdio>
 
 #include "core/errors.h"
+#include "dist/agree.h"
 #include "dist/comm.h"
+#include "dist/watchdog.h"
 #include "ops/ops.h"
 #include "train/commands.h"
 #include "train/trainer.h"
 
 namespace mc {
+namespace {
+uint64_t fnv1a_64(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+}  // namespace
 
 // ---- train -----------------------------------------------------------------------------------
 
@@ -38,7 +47,11 @@ int cmd_train(int argc, char** argv) {
   bool no_overlap = false;
   app.add_flag("--no-overlap", no_overlap, "reduce gradients only after backward (for measuring the overlap)");
   app.add_option("--watchdog-s", c.watchdog_s,
-                 "abort the job when no step completes for max(this, 10 x the slowest step) seconds (0: off)")
+                 "end the job when this rank sees no progress (start-up, a step, validation, a checkpoint, shutdown) for "
+                 "max(this, 10 x the slowest step) seconds: a peer is hung or stopped (0: off)")
+      ->capture_default_str();
+  app.add_option("--check-every", c.check_every,
+                 "compare a checksum of the parameters across ranks every N steps; stop if a replica differs (0: off)")
       ->capture_default_str();
   app.add_option("--peak-tflops", c.peak_tflops, "peak FLOP/s per rank for MFU (default 989 on cuda, 0.19 on cpu)");
   app.add_option("--ckpt-dir", c.ckpt_dir, "checkpoint directory")->capture_default_str();
@@ -46,45 +59,74 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--ckpt-keep", c.ckpt_keep, "keep the newest N checkpoints (0: all)")->capture_default_str();
   app.add_flag("--resume", c.resume, "continue from the newest valid checkpoint in --ckpt-dir");
   app.add_option("--stop-at", c.stop_at, "stop after this step with a checkpoint, as SIGTERM would");
-  app.add_option("--seed", c.seed, "seed of initialisation and data order")->capture_default_str();
+  long long seed = static_cast<long long>(c.seed);
+  app.add_option("--seed", seed, "seed of initialisation and data order (>= 0)")->capture_default_str();
   app.add_option("--metrics", c.metrics, "write one JSON object per step to this file (JSONL)");
   app.add_option("--val-every", c.val_every, "validation loss every N steps (0: only at the end)")->capture_default_str();
   app.add_option("--val-seqs", c.val_seqs, "validation sequences")->capture_default_str();
   app.add_option("--log-every", c.log_every, "print a line every N steps")->capture_default_str();
-  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
-  c.overlap = !no_overlap;
-
-  // Phase 1, before any communication: validation errors are the same on every rank.
-  RunPlan plan;
-  std::unique_ptr<Ops> ops;
+  // Parse errors are agreed like every other start-up error (below): under MPMD launches or per-host
+  // wrappers one rank's flags can be bad while its peers' are fine.
+  std::exception_ptr parse_err;
   try {
-    resolve_device(c.device);
-    plan = plan_run(c);
-  } catch (const UsageError& e) {
-    if (this_rank() == 0) report_error(e);
-    return 2;
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    if (this_rank() == 0) std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    parse_err = std::make_exception_ptr(UsageError(strfmt("%s: %s (see --help)", app.get_name().c_str(), e.what())));
   }
-  // Phase 2: devices and communicator. Environment errors (no GPU) are also the same everywhere.
+  c.overlap = !no_overlap;
+  if (!parse_err && seed < 0)  // CLI11 would wrap -1 into a huge unsigned seed
+    parse_err = std::make_exception_ptr(UsageError(strfmt("--seed %lld: must be >= 0", seed)));
+  c.seed = uint64_t(seed);
+  install_stop_handlers();  // also ignores SIGPIPE: losing stdout must not lose the run
+
+  // Every phase below that can fail on one rank alone ends in an agreement (Note [Agreed failure]) over
+  // the job as launched, and the watchdog (Note [Watchdog]) covers every phase in which a rank waits
+  // for its peers.
   std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Ops> ops;
+  RunPlan plan;
   try {
-    comm = make_communicator(c.comm, nullptr);  // host communicator first, to learn the local rank
+    std::unique_ptr<Communicator> world = make_world_communicator();
+    if (world->size() > 1 && c.watchdog_s > 0 && !parse_err) watchdog_start(c.watchdog_s, "start-up");
+    if (world->size() == 1 || c.watchdog_s <= 0) watchdog_stop();  // nothing to wait for, or turned off
+    agree_on_failure(*world, parse_err);
+    run_agreed(*world, [&] {
+      resolve_device(c.device);
+      plan = plan_run(c);
+    });
+    // Ranks that passed on their own must also run the same thing before any --comm-specific collective.
+    const uint64_t flags = fnv1a_64(app.config_to_str(true, false));
+    if (world->all_reduce_host(double(flags >> 11), RedOp::Min) != world->all_reduce_host(double(flags >> 11), RedOp::Max))
+      throw AgreedError("ranks were started with different flags: every rank must get the same flags");
+    // The communicator for training. --comm is the same everywhere now, so its collectives match.
+    comm = make_communicator(c.comm, nullptr);  // host buffers first: learns the local rank (picks the GPU)
     if (c.device == "cuda") {
-      const int local_rank = comm->local_rank();
+      const int local_rank = comm->local_rank(), local_size = comm->local_size();
+      run_agreed(*world, [&] {
+        ops = make_ops("cuda", local_rank);
+        check_memory(plan, *ops, world->size(), local_size);
+      });
       comm.reset();
-      ops = make_ops("cuda", local_rank);
       comm = make_communicator(c.comm, ops.get());
     } else {
       ops = make_ops("cpu", 0);
+      run_agreed(*world, [&] { check_memory(plan, *ops, world->size(), comm->local_size()); });
     }
-  } catch (const UsageError& e) {
+  } catch (const AgreedExit& e) {
+    return e.code;
+  } catch (const UsageError& e) {  // the same on every rank
     if (this_rank() == 0) report_error(e);
     return 2;
   }
-  // Phase 3: training. An error on one rank must not leave the others waiting in a collective.
-  install_stop_handlers();
+  // Training. An error on one rank must not leave the others waiting in a collective.
   try {
     Trainer trainer(plan, *comm, *ops);
     trainer.run();
+  } catch (const AgreedExit& e) {
+    return e.code;
   } catch (const AgreedError& e) {
     if (comm->rank() == 0) report_error(e);
     return 2;

@@ -18,6 +18,7 @@
 #include "dist/comm.h"
 #include "dist/grad_sync.h"
 #include "model/gpt2.h"
+#include "train/run_dir.h"
 
 namespace mc {
 
@@ -55,41 +56,35 @@ struct RunPlan {
 };
 RunPlan plan_run(const TrainConfig& cfg);
 
-// Note [Watchdog]
-// A dead rank is noticed by the launcher, which ends the job; a rank that hangs or is stopped is not:
-// its peers wait in the next collective forever. Each rank therefore runs a watchdog thread that
-// aborts the whole job (Communicator::abort) when no step has completed for max(timeout_s, 10 x the
-// slowest step or checkpoint seen). The slowest rank's peers notice within that time of its stall.
-class Watchdog {
- public:
-  Watchdog(Communicator& comm, double timeout_s);
-  ~Watchdog();
-  void beat(double last_work_s);  // progress was made; last_work_s: how long that unit of work took
- private:
-  Communicator& comm_;
-  double timeout_s_;
-  std::atomic<double> slowest_s_{0}, last_beat_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+// Estimated bytes one rank needs for this plan on ops (model, gradients, activations, optimizer state,
+// checkpoint staging), and the check against what is available: UsageError (exit 2) naming --batch
+// and the estimate when it cannot fit. Not collective.
+double estimate_memory_bytes(const RunPlan& plan, DType act_dtype, bool on_device, int world_size);
+void check_memory(const RunPlan& plan, Ops& ops, int world_size, int local_size);
 
 class Trainer {
  public:
   Trainer(const RunPlan& plan, Communicator& comm, Ops& ops);
   ~Trainer();
-  TrainResult run();  // runs the watchdog (Note [Watchdog]) when there are several ranks
+  TrainResult run();  // reports progress to the watchdog (Note [Watchdog] in dist/watchdog.h)
   GPT2& model() { return *model_; }
   int step() const { return step_; }
   // Full fp32 master parameters on the host (collective under ZeRO: every rank must call).
   std::vector<float> master_params();
   // Validation loss over the first --val-seqs sequences (collective).
   double validate();
-  // Writes a checkpoint of the current state (collective: all ranks call; rank 0 writes).
-  std::string save();
+  // Writes a checkpoint of the current state (collective: all ranks call; rank 0 writes). required: a
+  // failure ends every rank (AgreedExit 1); otherwise it is a warning and "" is returned
+  // (Note [Checkpoint failures]).
+  std::string save(bool required = true);
 
  private:
   StepMetrics train_step();
+  void setup_local(const RunPlan& plan);
   bool try_resume();
+  void open_metrics(bool resumed);
+  void check_replicas();
+  [[noreturn]] void fail_on_data(const std::string& what, uint64_t restore_pos);
   void check_ranks_agree();
   void log_step(const StepMetrics& m);
   float lr_at(int step) const;
@@ -113,6 +108,8 @@ class Trainer {
   uint64_t loader_pos_ = 0;  // global sequences consumed
   int adam_t_ = 0;           // AdamW updates applied (skipped non-finite steps do not count)
   FILE* metrics_ = nullptr;
+  bool metrics_failed_ = false;  // a write to --metrics failed (warned once; training goes on)
+  RunDirLock ckpt_lock_;         // rank 0: the claim on --ckpt-dir (Note [Checkpoint directory])
   double peak_flops_ = 0;
 };
 

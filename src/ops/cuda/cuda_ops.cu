@@ -75,6 +75,12 @@ class CudaOps final : public Ops {
   bool on_device() const override { return true; }
   DType act_dtype() const override { return DType::BF16; }
   void* stream() const override { return stream_; }
+  size_t device_free_bytes() const override {
+    dev();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
+    return free_b;
+  }
   size_t peak_bytes() const override {
     std::lock_guard<std::mutex> lk(mu_);
     return peak_;
