@@ -13,6 +13,7 @@
 #include "dist/comm.h"
 #include "dist/watchdog.h"
 #include "train/commands.h"
+#include "train/launch.h"
 
 namespace {
 const char* kUsage =
@@ -24,6 +25,7 @@ const char* kUsage =
     "  prepare          tokenize a text file into train/val shards\n"
     "  export           write a checkpoint as an llm.c model file\n"
     "  bench-allreduce  all-reduce bandwidth table (run under mpirun)\n"
+    "  launch           run a training job under mpirun and restart it on the ranks that survive\n"
     "Launch data-parallel with: mpirun -np N minicolossus train ...\n";
 // --watchdog-s from the raw arguments (300 if absent or not a number; the flag parser checks it later).
 double early_watchdog_s(int argc, char** argv) {
@@ -90,9 +92,10 @@ int main(int argc, char** argv) {
     else if (sub == "export") rc = mc::cmd_export(sub_argc, sub_argv);
     else if (sub == "prepare") rc = mc::cmd_prepare(sub_argc, sub_argv);
     else if (sub == "bench-allreduce") rc = mc::cmd_bench_allreduce(sub_argc, sub_argv);
+    else if (sub == "launch") rc = mc::cmd_launch(sub_argc, sub_argv);
     else {
       std::fprintf(stderr,
-                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce; "
+                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce|launch; "
                    "see --help)\n",
                    sub.c_str());
       rc = 2;
