@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, build and run the whole test suite (ctest labels: unit, mpi, gpu; gpu tests skip without
+# Set up, build and run the whole test suite (ctest labels: unit, mpi, gpu, bundle, fuzz, cluster; gpu tests skip without
 # a GPU). Extra arguments go to ctest, e.g. scripts/test.sh -L unit.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -101,7 +101,7 @@ fi
 "$MC" launch --np 2 --mpirun-args "$MPIARGS" -- "${TRAIN[@]}" --ckpt-dir ck6 --metrics m6.jsonl > l6.txt 2>&1 &
 lpid=$!
 mpi=""
-wait_step m6.jsonl 6 && mpi=$(pgrep -P $lpid -f "^mpirun ")
+wait_step m6.jsonl 6 && mpi=$(pgrep -P $lpid | head -1)  # launch's one child: mpirun (a wrapper script in the bundle execs the real one)
 if [ -n "$mpi" ]; then
   kill -KILL "$mpi"
   wait $lpid; rc=$?
