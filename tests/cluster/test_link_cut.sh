@@ -8,7 +8,7 @@ cluster_up 2
 read -r h0 h1 <<<"$HOSTS"
 make_data
 WATCHDOG_S=3
-MARGIN_S=12  # abort, mpirun noticing the lost host (keepalive ~3 s), and a loaded 2-core CI machine
+MARGIN_S=20  # abort, mpirun giving up on the lost host (keepalive or tcp_retries2, ~3 s each), a loaded CI machine
 cluster_mpirun -np 4 "$MC" train --data "$WORK/data" --steps 100000 --batch 2 --seq 32 --ckpt-dir "" --val-every 0 \
   --watchdog-s $WATCHDOG_S > run.txt 2>&1 &
 pid=$!
