@@ -81,6 +81,15 @@ void agree_on_failure(Communicator& comm, std::exception_ptr local) {
   throw AgreedExit(code);
 }
 
+bool all_ranks_equal(Communicator& comm, const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  bool same = true;
+  for (const double half : {double(h >> 32), double(h & 0xffffffffu)})  // each exact in a double
+    same = comm.all_reduce_host(half, RedOp::Min) == comm.all_reduce_host(half, RedOp::Max) && same;
+  return same;
+}
+
 void run_agreed(Communicator& comm, const std::function<void()>& step) {
   std::exception_ptr err;
   try {

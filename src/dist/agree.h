@@ -42,6 +42,9 @@ void agree_and_rethrow(Communicator& comm, std::exception_ptr local);
 // Runs step on this rank, then agree_on_failure with whatever it threw.
 void run_agreed(Communicator& comm, const std::function<void()>& step);
 
+// Collective: true when every rank passed the same s (compared by a 64-bit FNV-1a hash, both halves).
+bool all_ranks_equal(Communicator& comm, const std::string& s);
+
 // Exit code of an exception: 2 for UsageError (bad input), 1 for anything else.
 int exit_code_of(std::exception_ptr e);
 // One line on stderr: "minicolossus: [rank r] <message>" (the rank only when r > 0).

@@ -13,15 +13,6 @@
 #include "train/trainer.h"
 
 namespace mc {
-namespace {
-uint64_t fnv1a_64(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-}  // namespace
-
-// ---- train -----------------------------------------------------------------------------------
 
 int cmd_train(int argc, char** argv) {
   TrainConfig c;
@@ -68,14 +59,7 @@ int cmd_train(int argc, char** argv) {
   // Parse errors are agreed like every other start-up error (below): under MPMD launches or per-host
   // wrappers one rank's flags can be bad while its peers' are fine.
   std::exception_ptr parse_err;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    if (this_rank() == 0) std::printf("%s", app.help().c_str());
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    parse_err = std::make_exception_ptr(UsageError(strfmt("%s: %s (see --help)", app.get_name().c_str(), e.what())));
-  }
+  if (parse_flags(app, argc, argv, &parse_err) == 0) return 0;
   c.overlap = !no_overlap;
   if (!parse_err && seed < 0)  // CLI11 would wrap -1 into a huge unsigned seed
     parse_err = std::make_exception_ptr(UsageError(strfmt("--seed %lld: must be >= 0", seed)));
@@ -90,17 +74,17 @@ int cmd_train(int argc, char** argv) {
   RunPlan plan;
   try {
     std::unique_ptr<Communicator> world = make_world_communicator();
-    if (world->size() > 1 && c.watchdog_s > 0 && !parse_err) watchdog_start(c.watchdog_s, "start-up");
-    if (world->size() == 1 || c.watchdog_s <= 0) watchdog_stop();  // nothing to wait for, or turned off
+    if (world->size() > 1 && c.watchdog_s > 0) watchdog_start(c.watchdog_s, "start-up");
+    else watchdog_stop();  // nothing to wait for, or turned off
     agree_on_failure(*world, parse_err);
     run_agreed(*world, [&] {
       resolve_device(c.device);
       plan = plan_run(c);
     });
     // Ranks that passed on their own must also run the same thing before any --comm-specific collective.
-    const uint64_t flags = fnv1a_64(app.config_to_str(true, false));
-    if (world->all_reduce_host(double(flags >> 11), RedOp::Min) != world->all_reduce_host(double(flags >> 11), RedOp::Max))
-      throw AgreedError("ranks were started with different flags: every rank must get the same flags");
+    if (!all_ranks_equal(*world, std::string(MC_GIT_REV) + "|" + app.config_to_str(true, false)))
+      throw AgreedError("ranks were started with different flags or binaries: every rank must run the same "
+                        "minicolossus with the same flags");
     // The communicator for training. --comm is the same everywhere now, so its collectives match.
     comm = make_communicator(c.comm, nullptr);  // host buffers first: learns the local rank (picks the GPU)
     if (c.device == "cuda") {

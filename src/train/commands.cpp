@@ -30,18 +30,28 @@ void report_error(const std::exception& e) {
   std::fflush(stderr);
 }
 
-// Parses argv with app; returns -1 to continue, or the exit code (0 for --help, 2 for bad flags).
-int parse(CLI::App& app, int argc, char** argv) {
+int parse_flags(CLI::App& app, int argc, char** argv, std::exception_ptr* err) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     if (this_rank() == 0) std::printf("%s", app.help().c_str());
     return 0;
   } catch (const CLI::ParseError& e) {
-    if (this_rank() == 0) std::fprintf(stderr, "minicolossus %s: %s (see --help)\n", app.get_name().c_str(), e.what());
-    return 2;
+    *err = std::make_exception_ptr(UsageError(strfmt("%s: %s (see --help)", app.get_name().c_str(), e.what())));
   }
   return -1;
+}
+
+int parse(CLI::App& app, int argc, char** argv) {
+  std::exception_ptr err;
+  if (parse_flags(app, argc, argv, &err) == 0) return 0;
+  if (!err) return -1;
+  try {
+    std::rethrow_exception(err);
+  } catch (const UsageError& e) {
+    if (this_rank() == 0) report_error(e);
+  }
+  return 2;
 }
 
 std::string resolve_device(const std::string& d) {

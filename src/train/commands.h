@@ -18,6 +18,9 @@ int this_rank();                          // world rank for messages (0 before M
 void report_error(const std::exception& e);  // "minicolossus: <message>" on stderr
 // Parses argv with app; returns -1 to continue, or the exit code (0 for --help, 2 for bad flags).
 int parse(CLI::App& app, int argc, char** argv);
+// The same without reporting: returns 0 after printing --help, -1 otherwise, with a bad flag left in
+// *err as a UsageError for the caller to report (train first agrees on it across ranks).
+int parse_flags(CLI::App& app, int argc, char** argv, std::exception_ptr* err);
 // "cpu" or "cuda"; UsageError naming --device otherwise.
 std::string resolve_device(const std::string& d);
 }  // namespace mc

@@ -35,10 +35,6 @@ using clock_t_ = std::chrono::steady_clock;
 double seconds_since(clock_t_::time_point t0) {
   return std::chrono::duration<double>(clock_t_::now() - t0).count();
 }
-uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
 nlohmann::json config_json(const TrainConfig& c) {
   return {{"data", c.data_dir},   {"model", c.init_from.empty() ? c.model : std::string()}, {"init_from", c.init_from},
           {"batch", c.batch},     {"seq", c.seq},               {"grad_accum", c.grad_accum},
@@ -254,16 +250,12 @@ Trainer::~Trainer() {
 // enters by content (data_fingerprint: computed while the shards were validated), not by path and
 // size, so a host whose copy of a shard differs is caught too.
 void Trainer::check_ranks_agree() {
-  uint64_t h = 0;
+  std::string s;
   run_agreed(comm_, [&] {
-    std::string s = std::string(MC_GIT_REV) + "|" + config_json(cfg_).dump() + "|" + model_json(mcfg_).dump();
-    s += strfmt("|data %016llx", (unsigned long long)data_fingerprint(data_));
-    h = fnv1a(s);
+    s = std::string(MC_GIT_REV) + "|" + config_json(cfg_).dump() + "|" + model_json(mcfg_).dump() +
+        strfmt("|data %016llx", (unsigned long long)data_fingerprint(data_));
   });
-  const double hi = double(h >> 32), lo = double(h & 0xffffffffu);
-  const bool same = comm_.all_reduce_host(hi, RedOp::Min) == comm_.all_reduce_host(hi, RedOp::Max) &&
-                    comm_.all_reduce_host(lo, RedOp::Min) == comm_.all_reduce_host(lo, RedOp::Max);
-  if (!same)
+  if (!all_ranks_equal(comm_, s))
     throw AgreedError(
         "ranks disagree on the build, flags or data (the hash of the binary's version, the flags and the content of "
         "every shard differs): every rank must run the same minicolossus binary with the same flags and identical "

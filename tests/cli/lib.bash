@@ -14,16 +14,19 @@ make_data() {
   for i in $(seq 1 400); do echo "line $i: in the beginning was the word, and the word was with the trainer."; done > corpus.txt
   "$MC" prepare --input corpus.txt --out data >/dev/null || { echo "prepare failed"; exit 1; }
 }
-# expect_usage "description" args...: exit code 2 and exactly one line on stderr matching $PATTERN.
+# expect_usage "description" args...: exit code 2 and exactly one line on stderr matching $PATTERN,
+# within USAGE_TIMEOUT seconds (default 60: a hang fails instead of stalling the suite), and under an
+# address-space limit of USAGE_VMEM_KB when set (a huge allocation fails instead of swapping).
 expect_usage() {
   local what="$1"; shift
-  "$MC" "$@" >out.txt 2>err.txt
+  ([ -z "${USAGE_VMEM_KB:-}" ] || ulimit -v "$USAGE_VMEM_KB"; timeout -k 5 "${USAGE_TIMEOUT:-60}" "$MC" "$@") \
+    >out.txt 2>err.txt </dev/null
   local rc=$? lines
   lines=$(wc -l <err.txt)
   if [ $rc -eq 2 ] && [ "$lines" -eq 1 ] && grep -q -- "$PATTERN" err.txt; then
     pass "$what -> exit 2: $(cat err.txt)"
   else
-    fail "$what: rc=$rc, $lines stderr lines (want 2, 1 line matching '$PATTERN'): $(head -c 400 err.txt)"
+    fail "$what: rc=$rc (124 = timed out), $lines stderr lines (want 2, 1 line matching '$PATTERN'): $(head -c 400 err.txt)"
   fi
 }
 # wait_for_line PATTERN FILE: up to 20 s for a line matching PATTERN to appear in FILE.

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "core/errors.h"
+#include "../gtest_util.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
 
@@ -19,14 +20,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string scratch() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path d =
-      fs::path("/tmp") / (std::string("mc_test_ckmeta_") + info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch() { return mc::test::test_scratch("ckmeta"); }
 
 ModelConfig small_model() {
   ModelConfig c;
@@ -69,19 +63,7 @@ std::string write(const std::string& path, const json& meta, size_t np, size_t n
   return path;
 }
 
-template <class F>
-void expect_usage(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UsageError thrown";
-  } catch (const UsageError& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "message: " << m << "\nmissing: " << p;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using mc::test::expect_usage;
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "../gtest_util.h"
 #include "data/data.h"
 
 using namespace mc;
@@ -21,14 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh empty directory for the running test.
-std::string scratch() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path d = fs::path("/tmp") / (std::string("mc_test_data_") + info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch() { return mc::test::test_scratch("data"); }
 
 std::vector<uint16_t> iota_tokens(size_t n, int mod = 1000) {
   std::vector<uint16_t> v(n);
@@ -51,20 +45,7 @@ void raw_shard(const std::string& path, int32_t magic, int32_t version, int32_t 
 
 void write_text(const std::string& path, const std::string& s) { std::ofstream(path, std::ios::binary) << s; }
 
-// Expects a UsageError whose message contains every one of `parts`.
-template <class F>
-void expect_usage(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UsageError thrown";
-  } catch (const UsageError& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "message: " << m << "\nmissing: " << p;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "message must be one line: " << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using mc::test::expect_usage;
 
 std::vector<std::vector<int>> fill_all(Loader& L, uint64_t pos, int count, int T) {
   std::vector<int> in(size_t(count) * T), tg(size_t(count) * T);

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "core/errors.h"
+#include "../gtest_util.h"
 #include "core/files.h"
 #include "data/data.h"
 #include "model/llmc_io.h"
@@ -22,14 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string scratch() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path d =
-      fs::path("/tmp") / (std::string("mc_test_files_") + info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch() { return mc::test::test_scratch("files"); }
 
 std::string make_fifo(const std::string& path) {
   EXPECT_EQ(::mkfifo(path.c_str(), 0644), 0) << path;
@@ -45,21 +39,10 @@ void within_alarm(F&& f) {
   ::alarm(0);
 }
 
-// Expects UsageError whose one-line message contains every part.
+// mc::test::expect_usage under within_alarm: a call that blocks fails instead of hanging.
 template <class F>
 void expect_usage(F&& f, std::initializer_list<std::string> parts) {
-  within_alarm([&] {
-    try {
-      f();
-      ADD_FAILURE() << "no UsageError thrown";
-    } catch (const UsageError& e) {
-      const std::string m = e.what();
-      for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "message: " << m << "\nmissing: " << p;
-      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "wrong exception type: " << e.what();
-    }
-  });
+  within_alarm([&] { mc::test::expect_usage(f, parts); });
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "core/errors.h"
+#include "../gtest_util.h"
 #include "model/llmc_io.h"
 
 using namespace mc;
@@ -18,14 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string scratch() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path d =
-      fs::path("/tmp") / (std::string("mc_test_llmc_") + info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch() { return mc::test::test_scratch("llmc"); }
 
 // A header [magic, version, maxT, V, L, NH, C, Vp] followed by `floats` zero floats.
 std::string write_model(const std::string& path, std::vector<int32_t> fields, size_t floats) {
@@ -38,19 +32,7 @@ std::string write_model(const std::string& path, std::vector<int32_t> fields, si
   return path;
 }
 
-template <class F>
-void expect_usage(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UsageError thrown";
-  } catch (const UsageError& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "message: " << m << "\nmissing: " << p;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using mc::test::expect_usage;
 
 ModelConfig small() {
   ModelConfig c;
