@@ -26,6 +26,7 @@ const char* kUsage =
     "  export           write a checkpoint as an llm.c model file\n"
     "  bench-allreduce  all-reduce bandwidth table (run under mpirun)\n"
     "  launch           run a training job under mpirun and restart it on the ranks that survive\n"
+    "  simulate         predict step time, scaling, memory and goodput on 1 to 200,000 GPUs\n"
     "Launch data-parallel with: mpirun -np N minicolossus train ...\n";
 // --watchdog-s from the raw arguments (300 if absent or not a number; the flag parser checks it later).
 double early_watchdog_s(int argc, char** argv) {
@@ -93,9 +94,10 @@ int main(int argc, char** argv) {
     else if (sub == "prepare") rc = mc::cmd_prepare(sub_argc, sub_argv);
     else if (sub == "bench-allreduce") rc = mc::cmd_bench_allreduce(sub_argc, sub_argv);
     else if (sub == "launch") rc = mc::cmd_launch(sub_argc, sub_argv);
+    else if (sub == "simulate") rc = mc::cmd_simulate(sub_argc, sub_argv);
     else {
       std::fprintf(stderr,
-                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce|launch; "
+                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce|launch|simulate; "
                    "see --help)\n",
                    sub.c_str());
       rc = 2;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include <omp.h>
 #include <zlib.h>
 
 #include <nlohmann/json.hpp>
@@ -292,6 +293,17 @@ float Trainer::lr_at(int step) const {
   return min_lr + 0.5f * (lr - min_lr) * (1.0f + std::cos(3.14159265358979f * progress));
 }
 
+// Note [Step phases]
+// Each step's metrics line splits its wall time ms into four contiguous phases, so that `simulate` can
+// calibrate its compute model from them and data_ms + fwd_bwd_ms + comm_exposed_ms + opt_ms == ms up
+// to the cost of reading the clock:
+//   data_ms     filling every micro-step's batch, and the agreement on data errors;
+//   fwd_bwd_ms  zeroing gradients, forward and backward of all micro-steps, up to GradSync::finish():
+//               with overlap it includes what the concurrent bucket reductions cost the compute. On a
+//               device the stream is synchronized first, so this is executed work, not queued work;
+//   comm_ms     GradSync::finish(): the communication still running when backward ended (exposed);
+//   opt_ms      the rest: loss and norm all-reduces, clipping, AdamW, ZeRO-1 all-gather, synchronize.
+
 // One optimizer step:
 //   next_batch -> forward -> backward (buckets reduce as they become ready) -> finish reduction
 //   -> clip -> optimizer step (own shard under ZeRO, then all-gather) -> log
@@ -322,6 +334,7 @@ StepMetrics Trainer::train_step() {
                   path.c_str(), step_);
     throw;
   }
+  const auto t_data = clock_t_::now();
   model_->zero_grads();
   double loss_sum = 0;
   for (int micro = 0; micro < A_; ++micro) {
@@ -332,7 +345,10 @@ StepMetrics Trainer::train_step() {
                                                 : std::function<void(size_t)>());
   }
   loader_pos_ += uint64_t(R_) * A_ * B_;
+  ops_.synchronize();  // Note [Step phases]: the backward has run, not just been queued
+  const auto t_fwd_bwd = clock_t_::now();
   if (R_ > 1) mt.comm_ms = 1000.0 * sync_->finish();
+  const auto t_comm = clock_t_::now();
 
   // Every rank takes the same branches below: loss and norm are all-reduced values.
   mt.loss = comm_.all_reduce_host(loss_sum / A_, RedOp::Avg);
@@ -367,7 +383,14 @@ StepMetrics Trainer::train_step() {
   ops_.synchronize();
   ++step_;
   mt.step = step_;
-  mt.ms = 1000.0 * seconds_since(t0);
+  const auto t_end = clock_t_::now();
+  const auto ms_between = [](clock_t_::time_point a, clock_t_::time_point b) {
+    return 1000.0 * std::chrono::duration<double>(b - a).count();
+  };
+  mt.ms = ms_between(t0, t_end);
+  mt.data_ms = ms_between(t0, t_data);
+  mt.fwd_bwd_ms = ms_between(t_data, t_fwd_bwd);
+  mt.opt_ms = ms_between(t_comm, t_end);
   const double tokens = double(R_) * A_ * B_ * T_;
   mt.tokens_per_s = tokens / (mt.ms / 1000.0);
   mt.mfu = flops_per_token(mcfg_, T_) * mt.tokens_per_s / (double(R_) * peak_flops_);
@@ -414,7 +437,30 @@ void Trainer::log_step(const StepMetrics& m) {
                         {"comm_exposed_ms", m.comm_ms},
                         {"comm_exposed_frac", exposed},
                         {"ranks", R_},
-                        {"peak_mem_mb", double(ops_.peak_bytes()) / (1024.0 * 1024.0)}};
+                        {"peak_mem_mb", double(ops_.peak_bytes()) / (1024.0 * 1024.0)},
+                        // where the time went (Note [Step phases]) and what was run: `simulate --calibrate`
+                        // reads these names
+                        {"data_ms", m.data_ms},
+                        {"fwd_bwd_ms", m.fwd_bwd_ms},
+                        {"opt_ms", m.opt_ms},
+                        {"batch", B_},
+                        {"seq", T_},
+                        {"grad_accum", A_},
+                        {"zero", cfg_.zero},
+                        {"bucket_mb", cfg_.bucket_mb},
+                        {"overlap", cfg_.overlap},
+                        {"device", cfg_.device},
+                        {"comm", comm_.name()},
+                        {"params", model_->num_params()},
+                        {"flops_per_token", flops_per_token(mcfg_, T_)},
+                        {"layers", mcfg_.num_layers},
+                        {"heads", mcfg_.num_heads},
+                        {"channels", mcfg_.channels},
+                        {"vocab", mcfg_.vocab_size},
+                        {"padded_vocab", mcfg_.padded_vocab_size},
+                        {"max_seq_len", mcfg_.max_seq_len},
+                        {"peak_tflops", peak_flops_ / 1e12},
+                        {"omp_threads", omp_get_max_threads()}};
     if (!std::isnan(m.val_loss)) j["val_loss"] = m.val_loss;
     // A full disk must not end the run (checkpoints may live elsewhere), nor go unnoticed: warn once.
     const bool ok = std::fprintf(metrics_, "%s\n", j.dump().c_str()) >= 0 && std::fflush(metrics_) == 0;

@@ -35,6 +35,9 @@ bool stop_requested();
 struct StepMetrics {
   int step = 0;  // optimizer steps completed
   double loss = 0, lr = 0, grad_norm = 0, ms = 0, tokens_per_s = 0, mfu = 0, comm_ms = 0;
+  // The step's phases (Note [Step phases] in trainer.cpp): data_ms + fwd_bwd_ms + comm_ms + opt_ms == ms
+  // up to clock reads. comm_ms is the exposed communication (GradSync::finish()).
+  double data_ms = 0, fwd_bwd_ms = 0, opt_ms = 0;
   double val_loss = NAN;
 };
 
