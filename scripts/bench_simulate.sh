@@ -4,19 +4,23 @@
 # calibration (2-4 ranks, overlap off, other buckets, ZeRO-1) and predicts each; prints a fixed table and
 # the mean/max step-time error. One rank is one core (OMP_NUM_THREADS=1 for every run). Raw metrics,
 # outputs and predictions stay in $OUT_DIR (default: a new temporary directory, printed).
-# Usage: bash scripts/bench_simulate.sh [--quick] [steps]      (BUILD_DIR picks the build, default build)
+# --cluster adds runs across 2 hosts of the namespace test bed (scripts/cluster/; root), with the link
+# unshaped and rate-limited: calibrated on a bench-allreduce table taken across the same link.
+# Usage: bash scripts/bench_simulate.sh [--quick] [--cluster] [steps]   (BUILD_DIR picks the build, default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0
+CLUSTER=0
 STEPS=8
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
+    --cluster) CLUSTER=1 ;;
     ''|*[!0-9]*) echo "bench_simulate.sh: unknown argument '$a' (usage: [--quick] [steps])" >&2; exit 2 ;;
     *) STEPS=$a ;;
   esac
 done
-[ "$QUICK" -eq 1 ] && [ $# -eq 1 ] && STEPS=4
+[ "$QUICK" -eq 1 ] && ! [[ " $* " =~ \ [0-9]+\  ]] && STEPS=4
 [ "$STEPS" -ge 3 ] || { echo "bench_simulate.sh: steps $STEPS: need at least 3 (the first 2 are warm-up)" >&2; exit 2; }
 BUILD_DIR=${BUILD_DIR:-build}
 bash scripts/setup.sh
@@ -135,6 +139,50 @@ if busy:
 for c in calib_lines or []:
     print(f"# simulate calibration: {c}")
 PY
+# ---- across hosts (--cluster): 2 namespace hosts x 1 rank, each link setting calibrated on its own table -----
+if [ "$CLUSTER" -eq 1 ] && [ "$HAVE_SIM" -eq 1 ]; then
+  cl=$PWD/scripts/cluster
+  bash "$cl/netns.sh" gc
+  cdir=$(MC_CLUSTER_SLOTS=1 bash "$cl/netns.sh" up 2 $$) || { echo "bench_simulate.sh: no test bed: $cdir" >&2; exit 1; }
+  trap 'bash "$cl/netns.sh" down $$' EXIT
+  hosts=$(awk '{print $1}' "$cdir/hostfile")
+  echo "# across 2 namespace hosts x 1 rank (TCP through a bridge; rates shaped by tbf on each host's egress)" \
+    | tee -a "$W/table.txt"
+  printf '%-16s %9s %9s %8s %12s %12s\n' "link" "meas ms" "pred ms" "error %" "meas exp ms" "pred exp ms" \
+    | tee -a "$W/table.txt"
+  for setting in "none|" "rate 1gbit|tbf rate 1gbit burst 125000 latency 50ms" \
+                 "rate 300mbit|tbf rate 300mbit burst 65536 latency 50ms"; do
+    label=${setting%%|*} q=${setting#*|} tag=x_${label// /_}
+    for h in $hosts; do
+      if [ -n "$q" ]; then
+        # shellcheck disable=SC2086  # qdisc arguments are words
+        bash "$cl/netns.sh" qdisc "$h" $q
+      else
+        bash "$cl/netns.sh" qdisc "$h" off
+      fi
+    done
+    echo "measuring across hosts, link $label"
+    OMP_NUM_THREADS=1 bash "$cl/mpirun.sh" "$cdir" -np 2 -x OMP_NUM_THREADS "$MC" bench-allreduce --max-bytes 32M \
+      --iters 5 --warmup 2 >"$W/$tag.bench.txt" 2>&1 \
+      || { echo "bench_simulate.sh: bench-allreduce across hosts failed: $(tail -3 "$W/$tag.bench.txt")" >&2; exit 1; }
+    OMP_NUM_THREADS=1 bash "$cl/mpirun.sh" "$cdir" -np 2 -x OMP_NUM_THREADS "$MC" "${TRAIN[@]}" \
+      --metrics "$W/$tag.jsonl" >"$W/$tag.txt" 2>&1 \
+      || { echo "bench_simulate.sh: training across hosts failed: $(tail -3 "$W/$tag.txt")" >&2; exit 1; }
+    "$MC" simulate --hardware cpu --model d6 --vocab "$VOCAB" --seq 256 --batch 2 --gpus 2 \
+      --calibrate "$W/calib.jsonl" --calibrate-comm "$W/$tag.bench.txt" --json >"$W/$tag.sim.json"
+    python3 - "$W" "$tag" "$label" <<'PY' | tee -a "$W/table.txt"
+import json, os, sys
+w, tag, label = sys.argv[1:]
+rows = [json.loads(l) for l in open(os.path.join(w, tag + ".jsonl"))][2:]
+ms = sum(r["ms"] for r in rows) / len(rows)
+exp = sum(r["comm_exposed_ms"] for r in rows) / len(rows)
+p = json.load(open(os.path.join(w, tag + ".sim.json")))["rows"][0]
+print(f"{label:<16} {ms:>9.1f} {p['step_ms']:>9.1f} {100 * (p['step_ms'] - ms) / ms:>+8.1f} {exp:>12.2f} "
+      f"{p['exposed_comm_ms']:>12.2f}")
+PY
+  done
+fi
+
 # ---- against published figures (the model alone, no measurement) ---------------------------------
 if [ "$HAVE_SIM" -eq 1 ]; then
   "$MC" simulate --hardware h100 --model d12 --seq 1024 --batch 64 --gpus 8 --json >"$W/llmc.sim.json"

@@ -222,9 +222,9 @@ std::vector<MeasuredStep> read_metrics(const std::string& path) {
                                   "layers", "heads", "channels", "vocab", "padded_vocab", "max_seq_len"};
     for (const char* k : kKeys)
       MC_REQUIRE(j.is_object() && j.contains(k) && j[k].is_number() && std::isfinite(j[k].get<double>()) &&
-                     j[k].get<double>() >= 0,
-                 "--calibrate %s: line %d has no numeric '%s' (a metrics file of `minicolossus train --metrics` is "
-                 "expected, from a version that records step phases)",
+                     j[k].get<double>() >= 0 && j[k].get<double>() <= 2147483647.0,
+                 "--calibrate %s: line %d has no numeric '%s' in [0, 2^31) (a metrics file of `minicolossus train "
+                 "--metrics` is expected, from a version that records step phases)",
                  path.c_str(), lineno, k);
     if (j["ranks"].get<int>() != 1) continue;
     ++one_rank;

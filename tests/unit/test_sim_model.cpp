@@ -234,6 +234,17 @@ TEST(SimModel, CalibrationRefusesOtherFiles) {
   std::ofstream(dir + "/empty.jsonl");
   test::expect_usage([&] { calibrate_compute(hw, {dir + "/empty.jsonl"}); }, {"empty.jsonl", "no 1-rank steps"});
   test::expect_usage([&] { calibrate_compute(hw, {dir + "/missing.jsonl"}); }, {"missing.jsonl"});
+  {
+    nlohmann::json j = {{"step", 3},  {"ranks", 1},  {"data_ms", 0.1}, {"fwd_bwd_ms", 400}, {"opt_ms", 10},
+                        {"batch", 1e12}, {"seq", 256}, {"grad_accum", 1}, {"layers", 6}, {"heads", 6},
+                        {"channels", 384}, {"vocab", 256}, {"padded_vocab", 256}, {"max_seq_len", 1024}};
+    std::ofstream(dir + "/huge.jsonl") << j.dump() << "\n";
+    test::expect_usage([&] { calibrate_compute(hw, {dir + "/huge.jsonl"}); }, {"huge.jsonl", "'batch'"});
+    j["batch"] = 2;
+    j["seq"] = 4096;  // longer than the model's context
+    std::ofstream(dir + "/long.jsonl") << j.dump() << "\n";
+    test::expect_usage([&] { calibrate_compute(hw, {dir + "/long.jsonl"}); }, {"long.jsonl", "impossible run"});
+  }
   test::expect_usage([&] { calibrate_compute(hw, {dir}); }, {dir});
 }
 
