@@ -142,8 +142,8 @@ int cmd_simulate(int argc, char** argv) {
   MC_REQUIRE(c.B >= 1 && c.B <= 1000000, "--batch %d: must be in [1, 1000000]", c.B);
   MC_REQUIRE(c.grad_accum >= 1 && c.grad_accum <= 1000000, "--grad-accum %d: must be in [1, 1000000]", c.grad_accum);
   MC_REQUIRE(c.zero >= 0 && c.zero <= 3, "--zero %d: must be 0, 1, 2 or 3", c.zero);
-  MC_REQUIRE(std::isfinite(c.bucket_mb) && c.bucket_mb > 0 && c.bucket_mb <= 1e6,
-             "--bucket-mb %g: must be a positive number of MiB (at most 1e6)", c.bucket_mb);
+  MC_REQUIRE(std::isfinite(c.bucket_mb) && c.bucket_mb >= 0.01 && c.bucket_mb <= 1e6,
+             "--bucket-mb %g: must be a number of MiB in [0.01, 1e6]", c.bucket_mb);
   MC_REQUIRE(grad_dtype == "fp32" || grad_dtype == "bf16", "--grad-dtype %s: expected fp32 or bf16", grad_dtype.c_str());
   c.grad_bytes = grad_dtype == "bf16" ? 2 : 4;
   c.algo = parse_algo(algo);

@@ -52,6 +52,7 @@ PATTERN='--seq'; expect_usage "seq beyond context" simulate --seq 4096
 PATTERN='--grad-accum'; expect_usage "grad-accum 0" simulate --grad-accum 0
 PATTERN='--zero'; expect_usage "zero 4" simulate --zero 4
 PATTERN='--bucket-mb'; expect_usage "bucket nan" simulate --bucket-mb nan
+PATTERN='--bucket-mb'; expect_usage "bucket of a few bytes (millions of buckets)" simulate --bucket-mb 1e-9
 PATTERN='--model'; expect_usage "unknown model" simulate --model d7
 PATTERN='--algo'; expect_usage "unknown algo" simulate --algo butterfly
 PATTERN='--grad-dtype'; expect_usage "grad dtype" simulate --grad-dtype fp8
