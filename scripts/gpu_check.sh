@@ -10,6 +10,8 @@
 #   ranks     2 ranks sharing the GPU (--comm mpi, host staging) == 1 rank with --grad-accum 2;
 #             1 rank with --comm nccl initialises and trains
 #   bench     d12, batch 16, seq 1024, bf16: minicolossus against the PyTorch peer (bench_pytorch.py)
+#   simulate  `minicolossus simulate` with the built-in profile of this GPU (h100 or h200) predicting the
+#             bench stage's step time and memory (uncalibrated), then calibrated on that run (needs bench)
 #   profile   Nsight Compute over one such training step: GPU time per kernel, top kernels first
 # Prints one PASS/FAIL line per stage and DIR/summary.txt; exit 0 only when every stage passed.
 set -uo pipefail
@@ -17,7 +19,7 @@ BIN=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 ROOT=$(dirname "$BIN")
 MC=$BIN/minicolossus
 OUT=gpu-check
-STAGES=smi,tests,memcheck,d12,ranks,bench,profile
+STAGES=smi,tests,memcheck,d12,ranks,bench,simulate,profile
 BENCH_STEPS=30
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -177,6 +179,38 @@ json.dump(rows, open(os.path.join(out, "bench.json"), "w"), indent=1)
 PY
   [ $mc_rc -eq 0 ] && [ $torch_rc -eq 0 ] && result bench PASS "$(tail -n 1 "$OUT/bench_table.txt")" ||
     result bench FAIL "minicolossus rc $mc_rc, pytorch rc $torch_rc (bench_*.log)"
+fi
+
+if stage_on simulate; then
+  banner simulate
+  # The simulator's GPU profiles have never met a GPU: predict the bench run before reading it, then
+  # calibrate on it (the efficiencies it prints are what hardware.cpp's profile should hold).
+  hw=h100
+  nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | grep -q H200 && hw=h200
+  SIM=(simulate --hardware "$hw" --model d12 --seq 1024 --batch 16 --gpus 1 --json)
+  if [ -s "$OUT/bench_mc.jsonl" ]; then
+    "$MC" "${SIM[@]}" >"$OUT/simulate_pred.json" 2>"$OUT/simulate.log" &&
+      "$MC" "${SIM[@]}" --calibrate "$OUT/bench_mc.jsonl" >"$OUT/simulate_calib.json" 2>>"$OUT/simulate.log" &&
+      msg=$(python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+recs = [json.loads(l) for l in open(os.path.join(out, "bench_mc.jsonl")) if l.strip()][5:]
+ms = sum(r["ms"] for r in recs) / len(recs)
+fb = sum(r["fwd_bwd_ms"] for r in recs) / len(recs)
+opt = sum(r["opt_ms"] for r in recs) / len(recs)
+mem = max(r["peak_mem_mb"] for r in recs) / 1024
+p = json.load(open(os.path.join(out, "simulate_pred.json")))
+c = json.load(open(os.path.join(out, "simulate_calib.json")))
+r = p["rows"][0]
+print(f"{p['hardware']['name']} uncalibrated: step {r['step_ms']:.1f} ms predicted vs {ms:.1f} measured "
+      f"({100 * (r['step_ms'] - ms) / ms:+.1f}%), compute {r['compute_ms']:.1f} vs fwd_bwd {fb:.1f}, optimizer "
+      f"{r['optimizer_ms']:.1f} vs {opt:.1f}, memory {r['mem_gib_per_gpu']:.1f} vs peak {mem:.1f} GiB; "
+      f"{'; '.join(c['calibration'])}")
+PY
+) && result simulate PASS "$msg" || result simulate FAIL "${msg:-simulate failed} (simulate.log)"
+  else
+    result simulate FAIL "no bench_mc.jsonl: run the bench stage first"
+  fi
 fi
 
 if stage_on profile; then
