@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import sys
 
 PROG = "plot.py"
@@ -17,6 +18,12 @@ class BadInput(Exception):
 
 
 def load_json(path):
+    try:
+        st = os.stat(path)  # stat, not open: a FIFO must be refused, not waited on
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read it ({e.strerror})")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"{path}: not a regular file")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

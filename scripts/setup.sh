@@ -5,7 +5,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git zlib1g-dev libgtest-dev
       openmpi-bin libopenmpi-dev libcli11-dev nlohmann-json3-dev libopenblas-dev
-      bible-kjv python3-numpy clang libclang-rt-14-dev iproute2 util-linux "$@")
+      bible-kjv python3-numpy python3-matplotlib clang libclang-rt-14-dev iproute2 util-linux "$@")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
