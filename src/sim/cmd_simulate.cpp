@@ -123,10 +123,8 @@ int cmd_simulate(int argc, char** argv) {
   app.add_option("--critical-batch", c.critical_batch_tokens, "critical batch in tokens (0: Kaplan et al. 2020)")
       ->capture_default_str();
   app.add_option("--failures-per-gpu-hour", failure_rate, "failure rate (default: the profile's, from Llama 3)");
-  app.add_option("--calibrate", calib, "metrics files (train --metrics) of 1-rank runs: calibrate compute")
-      ->allow_extra_args(false);
-  app.add_option("--calibrate-comm", calib_comm, "bench-allreduce output files: calibrate the links")
-      ->allow_extra_args(false);
+  app.add_option("--calibrate", calib, "metrics files (train --metrics) of 1-rank runs: calibrate compute");
+  app.add_option("--calibrate-comm", calib_comm, "bench-allreduce output files: calibrate the links");
   app.add_flag("--json", json, "print JSON instead of the table");
   bool collectives = false;
   app.add_flag("--collectives", collectives,
