@@ -20,6 +20,8 @@ std::vector<Bucket> make_bucket_plan(size_t n, size_t bucket_elems) {
   return plan;
 }
 
+size_t bucket_elems_for_mb(double mb) { return std::max<size_t>(1, size_t(mb * 1024 * 1024 / sizeof(float))); }
+
 GradSync::GradSync(Communicator& comm, float* grads, size_t n, size_t bucket_elems, bool zero)
     : comm_(comm), grads_(grads), n_(n), zero_(zero), plan_(make_bucket_plan(n, bucket_elems)) {
   shard_off_ = segment_offsets(even_split(n, comm.size()));

@@ -19,6 +19,8 @@ struct Bucket {
 // Buckets of about bucket_elems elements covering [0, n) exactly once, listed from the END of the
 // buffer towards the start (the order gradients become ready, Note [Gradient readiness] in gpt2.cpp).
 std::vector<Bucket> make_bucket_plan(size_t n, size_t bucket_elems);
+// fp32 gradient elements in a bucket of `mb` MiB (--bucket-mb), at least 1.
+size_t bucket_elems_for_mb(double mb);
 
 class GradSync {
  public:

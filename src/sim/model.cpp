@@ -14,7 +14,6 @@
 namespace mc::sim {
 
 namespace {
-constexpr double kMiB = 1024.0 * 1024.0;
 // Note [Simulated compute]
 // A part of the step costs flops / (peak * matmul_eff) + bytes / (mem_bw * mem_eff): its matrix
 // multiplies at the rate the profile's GEMMs reach, plus its element-wise traffic at the rate its
@@ -73,11 +72,15 @@ MicroStep micro_step(const SimConfig& c, const Hardware& hw, int rpn) {
   const double share = core_sharing(hw, rpn);
 
   MicroStep s;
-  s.forward_s = share * (hw.micro_step_overhead_s +
-                         seconds_for(hw, tokens * (cls_flops + L * layer_flops) / 3.0,
-                                     tokens * kForwardPasses * (act)));
+  auto part = [&](double flops, double bytes) {
+    s.flops += flops;
+    s.bytes += bytes;
+    return share * seconds_for(hw, flops, bytes);
+  };
+  s.forward_s = share * hw.micro_step_overhead_s +
+                part(tokens * (cls_flops + L * layer_flops) / 3.0, tokens * kForwardPasses * act);
   auto seg = [&](double flops, double bytes, size_t ready) {
-    s.backward.push_back({share * seconds_for(hw, tokens * flops * 2.0 / 3.0, tokens * kBackwardPasses * bytes), ready});
+    s.backward.push_back({part(tokens * flops * 2.0 / 3.0, tokens * kBackwardPasses * bytes), ready});
   };
   seg(cls_flops, cls_act, lay.find("lnf.w").offset);
   for (int l = L - 1; l >= 0; --l) seg(layer_flops, layer_act, lay.find("h." + std::to_string(l) + ".ln1w").offset);
@@ -108,8 +111,7 @@ Timeline simulate_step(const SimConfig& c, const Hardware& hw, int n) {
   t.compute_s = c.grad_accum * (ms.forward_s + bwd);
   const double share = core_sharing(hw, rpn);
   if (n > 1) {
-    const size_t bucket_elems = std::max<size_t>(1, size_t(c.bucket_mb * kMiB / sizeof(float)));  // as the trainer
-    const std::vector<Bucket> plan = make_bucket_plan(size_t(n_params), bucket_elems);
+    const std::vector<Bucket> plan = make_bucket_plan(size_t(n_params), bucket_elems_for_mb(c.bucket_mb));
     t.buckets = int(plan.size());
     double seg_end = 0, stream_end = 0, largest = -1;
     double delay = 0;    // stretch of backward from buckets launched at earlier segments: delays this one
@@ -153,19 +155,7 @@ Timeline simulate_step(const SimConfig& c, const Hardware& hw, int n) {
 }
 
 Memory memory_per_device(const SimConfig& c, const Hardware& hw, int n) {
-  const double P = double(make_layout(c.model).total);
-  const double shard = n > 1 ? P / n : P;
-  Memory m;
-  // Stages 0 and 1 as the trainer allocates (estimate_memory_bytes): its ZeRO-1 shards m and v but keeps
-  // a full fp32 master (it all-gathers it). Stages 2 and 3 as the ZeRO paper (Rajbhandari et al. 2020):
-  // gradients, then parameters too, sharded with the fp32 master.
-  const double master = hw.act_bytes != 4 ? 4.0 : 0.0;
-  m.params = (c.zero == 3 ? shard : P) * hw.act_bytes;
-  m.grads = (c.zero >= 2 ? shard : P) * c.grad_bytes;
-  m.optimizer = (c.zero >= 1 ? shard : P) * 8.0 + (c.zero >= 2 ? shard : P) * master;
-  m.activations = GPT2::memory_bytes(c.model, c.B, c.T, act_dtype(hw)) - GPT2::memory_bytes(c.model, 0, 0, act_dtype(hw));
-  m.total = m.params + m.grads + m.optimizer + m.activations + 64.0 * kMiB;  // scratch and the runtime
-  return m;
+  return estimate_memory(c.model, c.B, c.T, act_dtype(hw), hw.cores_per_node == 0, c.zero, n, c.grad_bytes);
 }
 
 double young_interval_s(double delta, double mtbf) { return std::sqrt(2.0 * delta * mtbf); }
@@ -279,22 +269,11 @@ std::string calibrate_compute(Hardware& hw, const std::vector<std::string>& file
   }
   hw.mem_eff = opt_bytes / (hw.mem_bw * std::max(opt_s, 1e-9));
   hw.micro_step_overhead_s = overhead / double(steps.size());
-  double flops = 0, mem_s = 0;
+  double flops = 0, mem_s = 0;  // Note [Simulated compute] is linear in both: split the measured time
   for (const auto& s : steps) {
-    Hardware unit = hw;  // price each part with matmul_eff = 1 to split FLOPs from traffic
-    unit.matmul_eff = 1;
-    const MicroStep pure_flops = [&] {
-      Hardware h = unit;
-      h.mem_bw = 1e300;
-      h.micro_step_overhead_s = 0;
-      return micro_step(s.c, h, 1);
-    }();
-    flops += (pure_flops.forward_s + pure_flops.backward_s()) * hw.peak_flops;
-    Hardware h = hw;
-    h.peak_flops = 1e300;
-    h.micro_step_overhead_s = 0;
-    const MicroStep pure_mem = micro_step(s.c, h, 1);
-    mem_s += pure_mem.forward_s + pure_mem.backward_s();
+    const MicroStep m = micro_step(s.c, hw, 1);
+    flops += m.flops;
+    mem_s += m.bytes / (hw.mem_bw * hw.mem_eff);
   }
   const double left = micro - mem_s;
   MC_REQUIRE(left > 0, "--calibrate: the measured forward+backward time (%.3f s in all) is shorter than its memory "

@@ -12,6 +12,7 @@
 #include "model/gpt2.h"
 #include "sim/collectives.h"
 #include "sim/hardware.h"
+#include "train/trainer.h"
 
 namespace mc::sim {
 
@@ -36,6 +37,7 @@ struct BackwardSegment {
   size_t ready_from = 0;  // after it, gradients at element offsets >= ready_from are final
 };
 struct MicroStep {
+  double flops = 0, bytes = 0;  // priced by Note [Simulated compute]: forward + backward, one device
   double forward_s = 0;
   std::vector<BackwardSegment> backward;  // classifier+lnf, layer L-1, ..., layer 0, embeddings
   double backward_s() const;
@@ -59,11 +61,8 @@ struct Timeline {
 };
 Timeline simulate_step(const SimConfig& c, const Hardware& hw, int n);
 
-// Bytes per device by ZeRO stage: 0 everything replicated; 1 optimizer state (m, v, fp32 master)
-// sharded; 2 also gradients; 3 also parameters. Activations from GPT2::memory_bytes.
-struct Memory {
-  double params = 0, grads = 0, optimizer = 0, activations = 0, total = 0;
-};
+// Bytes per device by ZeRO stage: the trainer's own estimate (estimate_memory in train/trainer.h).
+using Memory = MemoryEstimate;
 Memory memory_per_device(const SimConfig& c, const Hardware& hw, int n);
 
 // Young's interval sqrt(2 delta M) for checkpoint cost delta and MTBF M (seconds).

@@ -144,19 +144,26 @@ double host_available_bytes() {
 }
 }  // namespace
 
-double estimate_memory_bytes(const RunPlan& p, DType act_dtype, bool on_device, int world_size) {
-  const double n = double(make_layout(p.model).total);
-  const double shard = (p.cfg.zero == 1 && world_size > 1) ? n / world_size + 1 : n;
-  double bytes = GPT2::memory_bytes(p.model, p.cfg.batch, p.T, act_dtype);  // params, grads, activations
-  if (act_dtype != DType::F32) bytes += 4.0 * n;                             // fp32 master copy
-  bytes += 8.0 * shard;                                                      // AdamW m and v
-  if (!on_device) bytes += 12.0 * n;  // host copies while saving or resuming (params, m, v)
-  return bytes + 64.0 * 1024 * 1024;  // scratch, workspaces, the runtime
+MemoryEstimate estimate_memory(const ModelConfig& m, int B, int T, DType act, bool on_device, int zero, int world,
+                               int grad_bytes) {
+  const double n = double(make_layout(m).total);
+  const double shard = world > 1 ? std::ceil(n / world) : n;  // the largest of even_split's shards
+  const double master = act != DType::F32 ? 4.0 : 0.0;
+  MemoryEstimate e;
+  e.params = (zero >= 3 ? shard : n) * double(dtype_size(act));
+  e.grads = (zero >= 2 ? shard : n) * grad_bytes;
+  e.optimizer = (zero >= 1 ? shard : n) * 8.0 + (zero >= 2 ? shard : n) * master;
+  e.activations = GPT2::memory_bytes(m, B, T, act) - GPT2::memory_bytes(m, 0, 0, act);
+  e.staging = on_device ? 0.0 : 12.0 * n;  // host copies while saving or resuming (params, m, v)
+  e.total = e.params + e.grads + e.optimizer + e.activations + e.staging + 64.0 * 1024 * 1024;
+  return e;
 }
 
 void check_memory(const RunPlan& p, Ops& ops, int world_size, int local_size) {
   const bool dev = ops.on_device();
-  const double need = estimate_memory_bytes(p, ops.act_dtype(), dev, world_size);
+  const MemoryEstimate est =
+      estimate_memory(p.model, p.cfg.batch, p.T, ops.act_dtype(), dev, world_size > 1 ? p.cfg.zero : 0, world_size);
+  const double need = est.total;
   double avail = 0;
   int sharing = 1;  // ranks of this node drawing on the same memory
   if (dev) {
@@ -169,12 +176,10 @@ void check_memory(const RunPlan& p, Ops& ops, int world_size, int local_size) {
   }
   if (avail <= 0 || need * sharing <= avail) return;
   const double gib = 1024.0 * 1024 * 1024;
-  const double act = GPT2::memory_bytes(p.model, p.cfg.batch, p.T, ops.act_dtype()) -
-                     GPT2::memory_bytes(p.model, 0, 0, ops.act_dtype());
   throw UsageError(strfmt(
       "--batch %d: this run needs about %.1f GiB of %s memory per rank (%.1f GiB of it activations for %d x %d "
       "tokens)%s, but only %.1f GiB is available; lower --batch or --seq (--grad-accum keeps the global batch)",
-      p.cfg.batch, need / gib, dev ? "GPU" : "host", act / gib, p.cfg.batch, p.T,
+      p.cfg.batch, need / gib, dev ? "GPU" : "host", est.activations / gib, p.cfg.batch, p.T,
       sharing > 1 ? strfmt(", x %d ranks sharing it", sharing).c_str() : "", avail / gib));
 }
 
@@ -218,8 +223,8 @@ void Trainer::setup_local(const RunPlan& plan) {
   inputs_.resize(size_t(B_) * T_ * A_);
   targets_.resize(size_t(B_) * T_ * A_);
 
-  const size_t bucket_elems = std::max<size_t>(1, size_t(cfg_.bucket_mb * 1024 * 1024 / sizeof(float)));
-  sync_ = std::make_unique<GradSync>(comm_, model_->grads(), n_, bucket_elems, cfg_.zero == 1 && R_ > 1);
+  sync_ = std::make_unique<GradSync>(comm_, model_->grads(), n_, bucket_elems_for_mb(cfg_.bucket_mb),
+                                     cfg_.zero == 1 && R_ > 1);
   shard_begin_ = sync_->shard_begin();
   shard_end_ = sync_->shard_end();
   if (ops_.act_dtype() == DType::F32) {
@@ -231,6 +236,7 @@ void Trainer::setup_local(const RunPlan& plan) {
   m_ = Buffer(ops_, (shard_end_ - shard_begin_) * sizeof(float));
   v_ = Buffer(ops_, (shard_end_ - shard_begin_) * sizeof(float));
   peak_flops_ = 1e12 * (cfg_.peak_tflops > 0 ? cfg_.peak_tflops : (ops_.on_device() ? 989.0 : 0.19));
+  flops_per_token_ = flops_per_token(mcfg_, T_);  // once: it builds the parameter layout
 
   const std::vector<float> init = plan.init_params.empty() ? gpt2_init(mcfg_, model_->layout(), cfg_.seed) : plan.init_params;
   model_->set_params(init);
@@ -393,7 +399,7 @@ StepMetrics Trainer::train_step() {
   mt.opt_ms = ms_between(t_comm, t_end);
   const double tokens = double(R_) * A_ * B_ * T_;
   mt.tokens_per_s = tokens / (mt.ms / 1000.0);
-  mt.mfu = flops_per_token(mcfg_, T_) * mt.tokens_per_s / (double(R_) * peak_flops_);
+  mt.mfu = flops_per_token_ * mt.tokens_per_s / (double(R_) * peak_flops_);
   return mt;
 }
 
@@ -452,7 +458,7 @@ void Trainer::log_step(const StepMetrics& m) {
                         {"device", cfg_.device},
                         {"comm", comm_.name()},
                         {"params", model_->num_params()},
-                        {"flops_per_token", flops_per_token(mcfg_, T_)},
+                        {"flops_per_token", flops_per_token_},
                         {"layers", mcfg_.num_layers},
                         {"heads", mcfg_.num_heads},
                         {"channels", mcfg_.channels},

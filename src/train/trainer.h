@@ -59,10 +59,19 @@ struct RunPlan {
 };
 RunPlan plan_run(const TrainConfig& cfg);
 
-// Estimated bytes one rank needs for this plan on ops (model, gradients, activations, optimizer state,
-// checkpoint staging), and the check against what is available: UsageError (exit 2) naming --batch
-// and the estimate when it cannot fit. Not collective.
-double estimate_memory_bytes(const RunPlan& plan, DType act_dtype, bool on_device, int world_size);
+// Bytes one rank needs, part by part: the compute copy of the parameters, the gradients, the optimizer
+// state (AdamW m and v, and the fp32 master when the compute copy is not fp32), the activations of a
+// B x T micro-batch, host copies for checkpoints when training on the host, and 64 MiB of scratch and
+// runtime. zero 0 and 1 are what the trainer allocates (its ZeRO-1 shards m and v and keeps the whole
+// master, which it all-gathers); 2 and 3 follow the ZeRO paper (gradients, then parameters, sharded
+// with the master), for `simulate`. Exact for the model's buffers (GPT2::memory_bytes).
+struct MemoryEstimate {
+  double params = 0, grads = 0, optimizer = 0, activations = 0, staging = 0, total = 0;
+};
+MemoryEstimate estimate_memory(const ModelConfig& m, int B, int T, DType act_dtype, bool on_device, int zero,
+                               int world_size, int grad_bytes = 4);
+// The check of estimate_memory against what is available: UsageError (exit 2) naming --batch and the
+// estimate when this plan cannot fit. Not collective.
 void check_memory(const RunPlan& plan, Ops& ops, int world_size, int local_size);
 
 class Trainer {
@@ -113,7 +122,7 @@ class Trainer {
   FILE* metrics_ = nullptr;
   bool metrics_failed_ = false;  // a write to --metrics failed (warned once; training goes on)
   RunDirLock ckpt_lock_;         // rank 0: the claim on --ckpt-dir (Note [Checkpoint directory])
-  double peak_flops_ = 0;
+  double peak_flops_ = 0, flops_per_token_ = 0;
 };
 
 }  // namespace mc
