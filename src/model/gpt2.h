@@ -64,6 +64,10 @@ class GPT2 {
   // Bytes the constructor would allocate for these sizes (exactly; a double so that absurd plans
   // cannot overflow).
   static double memory_bytes(const ModelConfig& cfg, int B, int T, DType act_dtype);
+  // The part of it that grows with B x T: activations, their gradients' scratch, the token buffers.
+  static double activation_bytes(const ModelConfig& cfg, int B, int T, DType act_dtype) {
+    return memory_bytes(cfg, B, T, act_dtype) - memory_bytes(cfg, 0, 0, act_dtype);
+  }
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Ops& ops() { return ops_; }

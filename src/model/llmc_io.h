@@ -25,7 +25,7 @@ constexpr int kMaxLayers = 1 << 10;      // L
 constexpr int kMaxChannels = 1 << 16;    // C
 // Checks cfg against the bounds above and its own consistency (every field positive, Vp >= V,
 // C % NH == 0) and returns the parameter count (ParamLayout total). Throws UsageError("<where>: ...")
-// naming the field. Cheap: checks the fields before building the layout.
+// naming the field. The layout (at most kMaxLayers layers) is built only once the fields passed.
 size_t validate_model_config(const ModelConfig& cfg, const std::string& where);
 
 // Throws UsageError("<path>: <what is wrong>") for a missing file, bad magic, unsupported version

@@ -27,7 +27,7 @@ constexpr double kForwardPasses = 2.0, kBackwardPasses = 4.0;
 DType act_dtype(const Hardware& hw) { return hw.act_bytes == 2 ? DType::BF16 : DType::F32; }
 
 double act_bytes_per_token(const ModelConfig& m, const Hardware& hw) {
-  return GPT2::memory_bytes(m, 1, 1, act_dtype(hw)) - GPT2::memory_bytes(m, 0, 0, act_dtype(hw));
+  return GPT2::activation_bytes(m, 1, 1, act_dtype(hw));
 }
 
 // Devices sharing one node with this one, and the slowdown from sharing cores (CPU profiles only).

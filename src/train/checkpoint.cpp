@@ -43,12 +43,7 @@ void write_checkpoint_raw(const std::string& path, const std::string& js,
       {kMagic, 8}, {&jl, 8}, {js.data(), js.size()}, {pad.data(), pad.size()}};
   for (const auto& t : tensors) parts.emplace_back(t.data, t.numel * sizeof(float));
   uLong crc = crc32(0L, Z_NULL, 0);
-  for (const auto& [p, n] : parts)
-    for (size_t off = 0; off < n;) {  // zlib takes uInt lengths
-      const size_t k = std::min<size_t>(n - off, 1u << 30);
-      crc = crc32(crc, static_cast<const Bytef*>(p) + off, uInt(k));
-      off += k;
-    }
+  for (const auto& [p, n] : parts) crc = crc32_z(crc, static_cast<const Bytef*>(p), n);
   const uint32_t trailer[2] = {uint32_t(crc), 0};
   parts.push_back({trailer, 8});
   parts.push_back({kEndMagic, 8});
@@ -181,8 +176,8 @@ ModelConfig model_of(const nlohmann::json& meta, const std::string& where) {
 // export and train --resume all read only metadata that passed.
 void validate_meta(const Header& h, const std::string& path) {
   const nlohmann::json& meta = h.meta;
-  const ModelConfig c = model_of(meta, path);
-  const size_t n = validate_model_config(c, path);
+  const ModelConfig c = model_of(meta, path);  // validated there
+  const size_t n = make_layout(c).total;
   meta_int(meta, "step", 0, int64_t(INT32_MAX) - 1, path);
   meta_int(meta, "loader_pos", 0, INT64_MAX, path);
   meta_int(meta, "adam_t", 0, int64_t(INT32_MAX) - 1, path);
@@ -220,11 +215,7 @@ LoadedCheckpoint load_file(const std::string& path, bool validate) {
     char* p = reinterpret_cast<char*>(ck.tensors.back().data());
     const size_t bytes = n * sizeof(float);
     if (pread_full(fd, p, bytes, off, path) != bytes) throw UsageError(path + ": truncated checkpoint (tensor data)");
-    for (size_t done = 0; done < bytes;) {
-      const size_t k = std::min<size_t>(bytes - done, 1u << 30);
-      crc = crc32(crc, reinterpret_cast<const Bytef*>(p + done), uInt(k));
-      done += k;
-    }
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(p), bytes);
     off += bytes;
   }
   unsigned char tail[16];
@@ -251,6 +242,11 @@ LoadedCheckpoint load_checkpoint_file(const std::string& path) { return load_fil
 LoadedCheckpoint load_checkpoint(const std::string& path) { return load_file(path, true); }
 
 ModelConfig checkpoint_model(const LoadedCheckpoint& ck) { return model_of(ck.meta, ck.path); }
+
+nlohmann::json model_json(const ModelConfig& m) {
+  return {{"max_seq_len", m.max_seq_len}, {"vocab_size", m.vocab_size}, {"padded_vocab_size", m.padded_vocab_size},
+          {"num_layers", m.num_layers},   {"num_heads", m.num_heads},   {"channels", m.channels}};
+}
 
 const std::vector<float>& LoadedCheckpoint::get(const std::string& name) const {
   for (size_t i = 0; i < names.size(); ++i)

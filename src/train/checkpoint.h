@@ -50,6 +50,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path);
 LoadedCheckpoint load_checkpoint_file(const std::string& path);
 // The validated model configuration of a checkpoint from load_checkpoint (UsageError naming the file).
 ModelConfig checkpoint_model(const LoadedCheckpoint& ck);
+// The metadata's "model" object for m: what checkpoint_model reads back.
+nlohmann::json model_json(const ModelConfig& m);
 // Reads only the metadata (structure checked, checksum not).
 nlohmann::json read_checkpoint_meta(const std::string& path);
 

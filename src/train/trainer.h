@@ -96,7 +96,6 @@ class Trainer {
   bool try_resume();
   void open_metrics(bool resumed);
   void check_replicas();
-  [[noreturn]] void fail_on_data(const std::string& what, uint64_t restore_pos);
   void check_ranks_agree();
   void log_step(const StepMetrics& m);
   float lr_at(int step) const;

@@ -30,11 +30,6 @@ void put(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
-nlohmann::json model_json(const mc::ModelConfig& m) {
-  return {{"max_seq_len", m.max_seq_len}, {"vocab_size", m.vocab_size}, {"padded_vocab_size", m.padded_vocab_size},
-          {"num_layers", m.num_layers},   {"num_heads", m.num_heads},   {"channels", m.channels}};
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,7 +79,7 @@ int main(int argc, char** argv) {
                          {"adam_t", 2}, {"seed", 1337}, {"seq", 8}, {"global_batch", 8}, {"world_size", 1},
                          {"config", nlohmann::json::object()}};
   if (argc > 2) meta = mc::read_checkpoint_meta(argv[2]);  // a real one: all its keys, incl. the run config
-  meta["model"] = model_json(c);
+  meta["model"] = mc::model_json(c);
   meta["seq"] = c.max_seq_len;
   meta.erase("tensors");
   std::vector<float> m(params.size(), 0.001f), v(params.size(), 1e-6f);

@@ -33,11 +33,6 @@ ModelConfig small_model() {
   return c;
 }
 
-json model_json(const ModelConfig& m) {
-  return {{"max_seq_len", m.max_seq_len}, {"vocab_size", m.vocab_size}, {"padded_vocab_size", m.padded_vocab_size},
-          {"num_layers", m.num_layers},   {"num_heads", m.num_heads},   {"channels", m.channels}};
-}
-
 // The metadata the trainer writes (src/train/trainer.cpp), for small_model().
 json good_meta() {
   return {{"format", "minicolossus-checkpoint"},
