@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/errors.h"
 #include "dist/bench.h"
 #include "dist/comm.h"
@@ -28,7 +29,7 @@ const char* kUsage =
     "  launch           run a training job under mpirun and restart it on the ranks that survive\n"
     "  simulate         predict step time, scaling, memory and goodput on 1 to 200,000 GPUs\n"
     "Launch data-parallel with: mpirun -np N minicolossus train ...\n";
-// --watchdog-s from the raw arguments (300 if absent or not a number; the flag parser checks it later).
+// --watchdog-s from the raw arguments (the default if absent or not a number; the flag parser checks it later).
 double early_watchdog_s(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* v = nullptr;
@@ -39,7 +40,7 @@ double early_watchdog_s(int argc, char** argv) {
     const double x = std::strtod(v, &end);
     if (end != v && *end == '\0' && x >= 0 && x < 1e9) return x;
   }
-  return 300;
+  return mc::TrainConfig{}.watchdog_s;
 }
 }  // namespace
 

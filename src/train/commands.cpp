@@ -44,14 +44,9 @@ int parse_flags(CLI::App& app, int argc, char** argv, std::exception_ptr* err) {
 
 int parse(CLI::App& app, int argc, char** argv) {
   std::exception_ptr err;
-  if (parse_flags(app, argc, argv, &err) == 0) return 0;
-  if (!err) return -1;
-  try {
-    std::rethrow_exception(err);
-  } catch (const UsageError& e) {
-    if (this_rank() == 0) report_error(e);
-  }
-  return 2;
+  const int rc = parse_flags(app, argc, argv, &err);
+  if (err) std::rethrow_exception(err);  // a UsageError: main reports it (rank 0) and exits 2
+  return rc;
 }
 
 std::string resolve_device(const std::string& d) {

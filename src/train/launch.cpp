@@ -29,6 +29,7 @@
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/files.h"
 #include "train/checkpoint.h"
 #include "train/commands.h"
 
@@ -226,8 +227,7 @@ std::vector<Host> parse_hosts(const std::string& list) {
 
 // Open MPI's hostfile: "name [slots=N] [max_slots=M]" per line, '#' comments; slots default to 1.
 std::vector<Host> read_hostfile(const std::string& path) {
-  std::ifstream in(path);
-  MC_REQUIRE(in.good(), "--hostfile %s: cannot read", path.c_str());
+  std::istringstream in(read_input_file(path, "--hostfile"));  // a FIFO or directory is refused, never waited on
   std::vector<Host> out;
   int lineno = 0;
   for (std::string line; std::getline(in, line);) {
@@ -334,7 +334,13 @@ struct Productive {
 
 Productive productive_time(const std::string& metrics, int after_step, int upto_step) {
   std::map<int, double> ms;  // step -> ms of its last completion
-  std::ifstream in(metrics);
+  std::string text;
+  try {
+    text = read_input_file(metrics, "--metrics");
+  } catch (const UsageError&) {  // missing, or not a regular file (the trainer refused it): unknown
+    return {};
+  }
+  std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
     try {
       const auto j = nlohmann::json::parse(line);
@@ -423,7 +429,6 @@ int cmd_launch(int argc, char** argv) {
   std::string metrics;
   if (!flag_value(train, "--metrics", metrics) || metrics.empty()) {
     // Our own per-step log, beside the checkpoints (rank 0 writes it, possibly on another host).
-    ::mkdir(ckpt_dir.c_str(), 0755);
     metrics = ckpt_dir + "/launch-metrics.jsonl";
     std::remove(metrics.c_str());
     drop_flag(train, "--metrics", true);
