@@ -154,12 +154,8 @@ if [ "$CLUSTER" -eq 1 ] && [ "$HAVE_SIM" -eq 1 ]; then
                  "rate 300mbit|tbf rate 300mbit burst 65536 latency 50ms"; do
     label=${setting%%|*} q=${setting#*|} tag=x_${label// /_}
     for h in $hosts; do
-      if [ -n "$q" ]; then
-        # shellcheck disable=SC2086  # qdisc arguments are words
-        bash "$cl/netns.sh" qdisc "$h" $q
-      else
-        bash "$cl/netns.sh" qdisc "$h" off
-      fi
+      # shellcheck disable=SC2086  # qdisc arguments are words; "off" removes the shaping
+      bash "$cl/netns.sh" qdisc "$h" ${q:-off} || { echo "bench_simulate.sh: tc qdisc ${q:-off} failed on $h" >&2; exit 1; }
     done
     echo "measuring across hosts, link $label"
     OMP_NUM_THREADS=1 bash "$cl/mpirun.sh" "$cdir" -np 2 -x OMP_NUM_THREADS "$MC" bench-allreduce --max-bytes 32M \

@@ -57,11 +57,11 @@ build() {
   fi
   rm -rf "$probe"
   local gen=() gen_args=(); command -v ninja >/dev/null && gen=(-G Ninja)
-  if [ ! -f "$BUILD/CMakeCache.txt" ] || [ -n "$SRC_ROOT" ]; then
-    [ -f "$BUILD/CMakeCache.txt" ] || gen_args=("${gen[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=)
-    cmake -S "$ROOT/tests/fuzz" -B "$BUILD" "${gen_args[@]}" ${SRC_ROOT:+-DMC_ROOT="$SRC_ROOT"} \
-      >"$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log" >&2; exit 1; }
-  fi
+  # Configured every time (cheap on an existing cache): MC_ROOT is a cache variable, and a build dir
+  # once pointed at another tree by --src-root must come back to this one.
+  [ -f "$BUILD/CMakeCache.txt" ] || gen_args=("${gen[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=)
+  cmake -S "$ROOT/tests/fuzz" -B "$BUILD" "${gen_args[@]}" -DMC_ROOT="${SRC_ROOT:-$ROOT}" \
+    >"$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log" >&2; exit 1; }
   local t0=$SECONDS
   cmake --build "$BUILD" -j "${FUZZ_BUILD_JOBS:-2}" >"$BUILD/build.log" 2>&1 \
     || { tail -50 "$BUILD/build.log" >&2; echo "fuzz.sh: build failed (log: $BUILD/build.log)" >&2; exit 1; }
@@ -94,7 +94,8 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10)
 run_one() {
-  local t=$1 dict=() end=$((SECONDS + SECONDS_PER)) runs=0 log="$BUILD/logs/$t.log" left
+  local t=$1
+  local dict=() end=$((SECONDS + SECONDS_PER)) runs=0 log="$BUILD/logs/$t.log" left
   rm -rf "$BUILD/corpus/$t" "$BUILD/findings/$t" "$log" && mkdir -p "$BUILD/corpus/$t" "$BUILD/findings/$t"
   cp "$ROOT/tests/fuzz/corpus/$t"/* "$BUILD/corpus/$t/" 2>/dev/null
   [ -f "$ROOT/tests/fuzz/$t.dict" ] && dict=(-dict="$ROOT/tests/fuzz/$t.dict")
@@ -128,7 +129,7 @@ wait
 # went wrong when the saved input is replayed, with how many inputs share it.
 summary_of() {  # replays one saved input; prints its one-line diagnosis
   local out
-  out=$(cd "$BUILD/findings" && timeout 60 "$BUILD/fuzz_$1" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 "$2" 2>&1)
+  out=$(cd "$BUILD/findings" && timeout 60 "$BUILD/fuzz_$1" "${LIMITS[@]}" "$2" 2>&1)
   { grep -m1 -E '==FINDING==|^SUMMARY: |runtime error:|terminate called|what\(\):|out-of-memory|ERROR: libFuzzer' <<<"$out" \
       || echo "no diagnosis (replay passed: flaky or state-dependent)"; } \
     | sed -E 's#'"$ROOT"'/##g; s/^==[0-9]+==//; s/0x[0-9a-f]+/0x…/g; s/\(pid [0-9]+\)//' | head -c 220

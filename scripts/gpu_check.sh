@@ -21,6 +21,7 @@ MC=$BIN/minicolossus
 OUT=gpu-check
 STAGES=smi,tests,memcheck,d12,ranks,bench,simulate,profile
 BENCH_STEPS=30
+SKIP=5  # warm-up steps of the bench run left out of its means (bench and simulate stages)
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift 2 ;;
@@ -147,7 +148,6 @@ fi
 if stage_on bench; then
   banner bench
   gpt2_data
-  SKIP=5
   TOTAL=$((BENCH_STEPS + SKIP))
   "$MC" train --device cuda --data "$OUT/gpt2data" --model d12 --batch 16 --seq 1024 --steps "$TOTAL" \
     --ckpt-dir "" --val-every 0 --log-every 5 --metrics "$OUT/bench_mc.jsonl" >"$OUT/bench_mc.log" 2>&1
@@ -183,6 +183,7 @@ fi
 
 if stage_on simulate; then
   banner simulate
+  msg=""
   # The simulator's GPU profiles have never met a GPU: predict the bench run before reading it, then
   # calibrate on it (the efficiencies it prints are what hardware.cpp's profile should hold).
   hw=h100
@@ -191,10 +192,10 @@ if stage_on simulate; then
   if [ -s "$OUT/bench_mc.jsonl" ]; then
     "$MC" "${SIM[@]}" >"$OUT/simulate_pred.json" 2>"$OUT/simulate.log" &&
       "$MC" "${SIM[@]}" --calibrate "$OUT/bench_mc.jsonl" >"$OUT/simulate_calib.json" 2>>"$OUT/simulate.log" &&
-      msg=$(python3 - "$OUT" <<'PY'
+      msg=$(python3 - "$OUT" "$SKIP" <<'PY'
 import json, os, sys
-out = sys.argv[1]
-recs = [json.loads(l) for l in open(os.path.join(out, "bench_mc.jsonl")) if l.strip()][5:]
+out, skip = sys.argv[1], int(sys.argv[2])
+recs = [json.loads(l) for l in open(os.path.join(out, "bench_mc.jsonl")) if l.strip()][skip:]
 ms = sum(r["ms"] for r in recs) / len(recs)
 fb = sum(r["fwd_bwd_ms"] for r in recs) / len(recs)
 opt = sum(r["opt_ms"] for r in recs) / len(recs)

@@ -56,12 +56,8 @@ for s in "${settings[@]}"; do
     else printf "%-14s %10s\n" "$label" "(no netem)"; continue; fi
   fi
   for h in $hosts; do
-    if [ -n "$q" ]; then
-      # shellcheck disable=SC2086
-      bash "$here/netns.sh" qdisc "$h" $q || { echo "bench.sh: tc qdisc $q failed on $h" >&2; exit 1; }
-    else
-      bash "$here/netns.sh" qdisc "$h" off
-    fi
+    # shellcheck disable=SC2086  # qdisc arguments are words; "off" removes the shaping
+    bash "$here/netns.sh" qdisc "$h" ${q:-off} || { echo "bench.sh: tc qdisc ${q:-off} failed on $h" >&2; exit 1; }
   done
   out=$(bash "$here/mpirun.sh" "$dir" -np $((2 * k)) -x OMP_NUM_THREADS "$bin" bench-allreduce \
         --min-bytes "$min" --max-bytes "$max" --factor 4 --iters "$iters" --warmup 3 2>&1) ||

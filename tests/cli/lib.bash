@@ -17,9 +17,11 @@ make_data() {
 # expect_usage "description" args...: exit code 2 and exactly one line on stderr matching $PATTERN,
 # within USAGE_TIMEOUT seconds (default 60: a hang fails instead of stalling the suite), and under an
 # address-space limit of USAGE_VMEM_KB when set (a huge allocation fails instead of swapping).
-expect_usage() {
+expect_usage() { local what="$1"; shift; expect_exit2 "$what" "$MC" "$@"; }
+# expect_exit2 "description" command args...: the same for any command (scripts too).
+expect_exit2() {
   local what="$1"; shift
-  ([ -z "${USAGE_VMEM_KB:-}" ] || ulimit -v "$USAGE_VMEM_KB"; timeout -k 5 "${USAGE_TIMEOUT:-60}" "$MC" "$@") \
+  ([ -z "${USAGE_VMEM_KB:-}" ] || ulimit -v "$USAGE_VMEM_KB"; timeout -k 5 "${USAGE_TIMEOUT:-60}" "$@") \
     >out.txt 2>err.txt </dev/null
   local rc=$? lines
   lines=$(wc -l <err.txt)
@@ -29,8 +31,11 @@ expect_usage() {
     fail "$what: rc=$rc (124 = timed out), $lines stderr lines (want 2, 1 line matching '$PATTERN'): $(head -c 400 err.txt)"
   fi
 }
-# wait_for_line PATTERN FILE: up to 20 s for a line matching PATTERN to appear in FILE.
-wait_for_line() { for _ in $(seq 1 200); do grep -q -- "$1" "$2" && return 0; sleep 0.1; done; return 1; }
+# wait_for_line PATTERN FILE [SECONDS]: up to SECONDS (default 20) for a line matching PATTERN in FILE.
+wait_for_line() {
+  for _ in $(seq 1 $((${3:-20} * 10))); do grep -q -- "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
 # wait_gone PID SECONDS: 0 if the process ended within SECONDS, else 1.
 wait_gone() { for _ in $(seq 1 $(( $2 * 10 ))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 # A rank process of this test's run (matched by its binary and this test's data path), newest first.

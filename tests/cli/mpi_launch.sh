@@ -19,7 +19,7 @@ TRAIN=(--data "$WORK/data" --steps 60 --batch 2 --seq 32 --val-every 0 --ckpt-ev
 # A rank of the run whose checkpoints go to $1 (not mpirun, not launch).
 rank_of() { pgrep -f "^$EXE train --data $WORK/data .*--ckpt-dir $1" | tail -1; }
 # wait_step FILE N: up to 60 s for step N in a metrics file.
-wait_step() { for _ in $(seq 1 600); do grep -q "\"step\":$2," "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_step() { wait_for_line "\"step\":$2," "$1" 60; }
 val_loss() { "$MC" eval --ckpt "$1" --data data --max-seqs 16 2>&1 | awk '/^val_loss/ {print $2}'; }
 newest() { ls "$1"/ckpt_*.bin 2>/dev/null | sort | tail -1; }
 

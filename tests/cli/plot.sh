@@ -18,15 +18,8 @@ else
   fail "plot.py simulate: $(cat err.txt)"
 fi
 
-# expect_plot_usage "what" args...: exit 2, one stderr line matching $PATTERN, within 20 s
-expect_plot_usage() {
-  local what="$1"; shift
-  timeout -k 5 20 "$PY" "$PLOT" "$@" >out.txt 2>err.txt </dev/null
-  local rc=$? lines
-  lines=$(wc -l <err.txt)
-  if [ $rc -eq 2 ] && [ "$lines" -eq 1 ] && grep -q -- "$PATTERN" err.txt; then pass "$what -> exit 2: $(cat err.txt)"
-  else fail "$what: rc=$rc, $lines stderr lines: $(head -c 300 err.txt)"; fi
-}
+# exit 2, one stderr line matching $PATTERN, within 20 s (lib.bash)
+expect_plot_usage() { local what="$1"; shift; USAGE_TIMEOUT=20 expect_exit2 "$what" "$PY" "$PLOT" "$@"; }
 PATTERN='missing.json'; expect_plot_usage "missing file" simulate missing.json --out figs2
 echo 'not json' >bad.json
 PATTERN='bad.json'; expect_plot_usage "not JSON" simulate bad.json --out figs2
