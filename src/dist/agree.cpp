@@ -45,18 +45,29 @@ void print_failure(std::exception_ptr e, int rank) {
   std::fflush(stderr);
 }
 
+namespace {
+// The lowest rank whose `local` holds a failure, and that failure's exit code (two host all-reduces);
+// -1 when no rank failed. Collective; comm.size() > 1.
+int lowest_failure(Communicator& comm, std::exception_ptr local, int* code) {
+  const double none = std::numeric_limits<double>::infinity();
+  const double first = comm.all_reduce_host(local ? double(comm.rank()) : none, RedOp::Min);
+  if (first == none) return -1;
+  const bool me = double(comm.rank()) == first;
+  *code = int(comm.all_reduce_host(me ? double(exit_code_of(local)) : 0.0, RedOp::Max));
+  return int(first);
+}
+}  // namespace
+
 void agree_and_rethrow(Communicator& comm, std::exception_ptr local) {
   if (comm.size() == 1) {
     if (local) std::rethrow_exception(local);
     return;
   }
-  const double none = std::numeric_limits<double>::infinity();
-  const double first = comm.all_reduce_host(local ? double(comm.rank()) : none, RedOp::Min);
-  if (first == none) return;
-  const int root = int(first);
+  int code = 0;
+  const int root = lowest_failure(comm, local, &code);
+  if (root < 0) return;
   const bool me = comm.rank() == root;
   const std::string mine = me ? failure_message(local, root) : std::string();
-  const int code = int(comm.all_reduce_host(me ? double(exit_code_of(local)) : 0.0, RedOp::Max));
   const size_t len = size_t(comm.all_reduce_host(me ? double(mine.size()) : 0.0, RedOp::Max));
   std::vector<int32_t> buf((len + 3) / 4 + 1, 0);
   if (me) std::memcpy(buf.data(), mine.data(), mine.size());
@@ -72,12 +83,10 @@ void agree_on_failure(Communicator& comm, std::exception_ptr local) {
     print_failure(local, 0);
     throw AgreedExit(exit_code_of(local));
   }
-  const double none = std::numeric_limits<double>::infinity();
-  const double first = comm.all_reduce_host(local ? double(comm.rank()) : none, RedOp::Min);
-  if (first == none) return;
-  const bool me = double(comm.rank()) == first;
-  const int code = int(comm.all_reduce_host(me ? double(exit_code_of(local)) : 0.0, RedOp::Max));
-  if (me) print_failure(local, comm.rank());
+  int code = 0;
+  const int root = lowest_failure(comm, local, &code);
+  if (root < 0) return;
+  if (comm.rank() == root) print_failure(local, root);
   throw AgreedExit(code);
 }
 
