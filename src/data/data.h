@@ -142,11 +142,11 @@ void prepare_text(const std::string& input, const std::string& out_dir, const st
                   double val_fraction = 0.1);
 
 // The built-in default corpus (the King James Bible from Debian's bible-kjv, or the copy of its text a
-// bundle carries in share/minicolossus/kjv.txt): prepared once into $MC_CACHE_DIR/kjv, or
-// $XDG_CACHE_HOME/minicolossus/kjv, or ~/.cache/minicolossus/kjv (HOME from the user database when unset),
-// and returned. Safe when several ranks race: each prepares into a private temporary directory and
-// renames it into place.
-std::string default_data_dir();
+// bundle carries in share/minicolossus/kjv.txt), tokenized with `tokenizer` (byte | gpt2): prepared once
+// into $MC_CACHE_DIR/kjv, or $XDG_CACHE_HOME/minicolossus/kjv, or ~/.cache/minicolossus/kjv (HOME from
+// the user database when unset; kjv-gpt2 for the gpt2 tokenizer), and returned. Safe when several ranks
+// race: each prepares into a private temporary directory and renames it into place.
+std::string default_data_dir(const std::string& tokenizer = "byte");
 // True when the default corpus's text can be had here (bible-kjv installed, or a bundle's copy).
 bool default_corpus_available();
 

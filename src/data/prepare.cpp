@@ -154,7 +154,10 @@ void prepare_text(const std::string& input, const std::string& out_dir, const st
   std::fflush(stdout);
 }
 
-std::string default_data_dir() {
+std::string default_data_dir(const std::string& tokenizer) {
+  if (tokenizer != "byte")
+    throw UsageError(strfmt("--tokenizer %s: the built-in corpus is only prepared with the byte tokenizer",
+                            tokenizer.c_str()));
   const std::string root = cache_root();
   const std::string target = root + "/kjv";
   if (corpus_ok(target)) return target;

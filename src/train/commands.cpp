@@ -13,9 +13,9 @@
 
 #include "core/errors.h"
 #include "core/files.h"
-#include "core/rng.h"
 #include "data/data.h"
 #include "dist/comm.h"
+#include "model/generate.h"
 #include "model/gpt2.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
@@ -130,36 +130,16 @@ int cmd_sample(int argc, char** argv) {
   const int ctx = int(std::min<int64_t>(mc.max_seq_len, int64_t(seq.size()) + tokens));
   GPT2 model(mc, *ops, 1, ctx);
   model.set_params(ck.get("params"));
-  Rng rng(seed);
   std::printf("%s", prompt.c_str());
-  std::vector<std::pair<float, int>> cand(mc.vocab_size);
-  for (int i = 0; i < tokens; ++i) {
-    const int len = std::min<int>(int(seq.size()), ctx);
-    model.forward(seq.data() + seq.size() - len, nullptr, 1, len);
-    std::vector<float> logits = model.logits_at(0, len - 1);
-    int next = 0;
-    if (temperature == 0) {
-      next = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    } else {
-      for (int v = 0; v < mc.vocab_size; ++v) cand[v] = {logits[v] / temperature, v};
-      int k = top_k > 0 ? std::min(top_k, mc.vocab_size) : mc.vocab_size;
-      std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      double z = 0;
-      for (int j = 0; j < k; ++j) z += std::exp(double(cand[j].first - cand[0].first));
-      double u = rng.uniform() * z, acc = 0;
-      next = cand[k - 1].second;
-      for (int j = 0; j < k; ++j) {
-        acc += std::exp(double(cand[j].first - cand[0].first));
-        if (u < acc) {
-          next = cand[j].second;
-          break;
-        }
-      }
-    }
-    seq.push_back(next);
+  SampleOptions opt;
+  opt.tokens = tokens;
+  opt.temperature = temperature;
+  opt.top_k = top_k;
+  opt.seed = seed;
+  generate(model, seq, opt, [&](int next) {
     std::printf("%s", decode_tokens(tok, data_dir, {next}).c_str());
     std::fflush(stdout);
-  }
+  });
   std::printf("\n");
   return 0;
 }
