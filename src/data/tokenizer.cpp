@@ -1,13 +1,15 @@
-// Tokenizers: the byte-level one (vocab 256, token = byte) and a GPT-2 decoder reading llm.c's
-// gpt2_tokenizer.bin. Invariant: decoding never throws on an unknown id (it prints "<id>"); only a
+// Tokenizers: the byte-level one (vocab 256, token = byte) and GPT-2's: llm.c's gpt2_tokenizer.bin for
+// decoding when a data directory carries one, else the BPE ranks (data/bpe.h). Invariant: decoding never throws on an unknown id (it prints "<id>"); only a
 // malformed tokenizer file or an unencodable prompt is an error.
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "core/errors.h"
+#include "data/bpe.h"
 #include "core/files.h"
 #include "data/data.h"
 
@@ -90,6 +92,13 @@ std::string decode_tokens(const std::string& tokenizer, const std::string& data_
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) table = &llmc_tokenizer(path);  // present: must be valid
   }
+  if (!table && tokenizer == "gpt2") {
+    if (!find_gpt2_ranks().empty()) return gpt2_bpe().decode(tokens);  // present: must be valid
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      std::fprintf(stderr, "GPT-2's BPE ranks (gpt2.tiktoken) not found: printing token ids (run scripts/setup.sh)\n");
+    });
+  }
   std::string out;
   for (int t : tokens) {
     if (table && t >= 0 && size_t(t) < table->size())
@@ -102,9 +111,10 @@ std::string decode_tokens(const std::string& tokenizer, const std::string& data_
 
 std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& text) {
   if (text.empty()) return {};  // nothing to encode: the caller starts from its own start token
+  if (tokenizer == "gpt2") return gpt2_bpe("--prompt").encode(text);
   if (tokenizer != "byte")
-    throw UsageError(strfmt("--prompt: the %s tokenizer cannot encode text in minicolossus (only byte-level "
-                            "models can); leave --prompt out to sample from <|endoftext|>",
+    throw UsageError(strfmt("--prompt: the %s tokenizer cannot encode text in minicolossus (byte and gpt2 "
+                            "can); leave --prompt out to sample from <|endoftext|>",
                             tokenizer.c_str()));
   std::vector<int> out(text.size());
   for (size_t i = 0; i < text.size(); ++i) out[i] = int((unsigned char)text[i]);

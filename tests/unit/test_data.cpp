@@ -389,7 +389,9 @@ TEST(Tokenizer, ByteRoundTrip) {
 
 TEST(Tokenizer, Gpt2DecodeAndEncodeLimits) {
   const std::string d = scratch();
-  EXPECT_EQ(decode_tokens("gpt2", d, {15496, 11}), "<15496><11>");  // no tokenizer file
+  // No gpt2_tokenizer.bin: GPT-2's BPE ranks decode (test_bpe.cpp), or ids where setup.sh has not run.
+  const std::string plain = decode_tokens("gpt2", d, {15496, 11});
+  EXPECT_TRUE(plain == "Hello," || plain == "<15496><11>") << plain;
   // A three-token llm.c tokenizer file (version 2).
   std::vector<uint32_t> h(256, 0);
   h[0] = 20240328;
@@ -406,7 +408,7 @@ TEST(Tokenizer, Gpt2DecodeAndEncodeLimits) {
   }
   EXPECT_EQ(decode_tokens("gpt2", d, {0, 1, 2, 7}), "Hello, world<7>");
   EXPECT_TRUE(encode_prompt("gpt2", "").empty());
-  expect_usage([] { encode_prompt("gpt2", "hi"); }, {"--prompt", "gpt2"});
+  expect_usage([] { encode_prompt("nope", "hi"); }, {"--prompt", "nope"});
 }
 
 // ---- prepare ----------------------------------------------------------------------------------
@@ -457,7 +459,7 @@ TEST(Prepare, Errors) {
   write_text(d + "/empty.txt", "");
   expect_usage([&] { prepare_text(d + "/empty.txt", d + "/o", "byte"); }, {"--input", "file is empty"});
   write_text(d + "/t.txt", "hello world");
-  expect_usage([&] { prepare_text(d + "/t.txt", d + "/o", "gpt2"); }, {"--tokenizer gpt2", "--tokenizer byte"});
+  expect_usage([&] { prepare_text(d + "/t.txt", d + "/o", "nope"); }, {"--tokenizer nope", "unknown tokenizer"});
   EXPECT_FALSE(fs::exists(d + "/o"));
 }
 
