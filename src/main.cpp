@@ -21,10 +21,11 @@ const char* kUsage =
     "minicolossus: train small GPT-2 models, data-parallel over MPI/NCCL.\n"
     "usage: minicolossus <command> [flags]   (each command has --help)\n"
     "  train            train a model (the default command; no flags: tiny model on the built-in corpus)\n"
-    "  eval             validation loss of a checkpoint\n"
-    "  sample           generate text from a checkpoint\n"
+    "  eval             validation loss of a checkpoint or llm.c model file\n"
+    "  sample           generate text from a checkpoint or llm.c model file\n"
     "  prepare          tokenize a text file into train/val shards\n"
-    "  export           write a checkpoint as an llm.c model file\n"
+    "  export           write a checkpoint or llm.c model file as an llm.c model file or a Hugging Face model\n"
+    "  info             describe a shard, data directory, checkpoint, llm.c, safetensors or tokenizer file\n"
     "  bench-allreduce  all-reduce bandwidth table (run under mpirun)\n"
     "  launch           run a training job under mpirun and restart it on the ranks that survive\n"
     "  simulate         predict step time, scaling, memory and goodput on 1 to 200,000 GPUs\n"
@@ -93,12 +94,13 @@ int main(int argc, char** argv) {
     else if (sub == "sample") rc = mc::cmd_sample(sub_argc, sub_argv);
     else if (sub == "export") rc = mc::cmd_export(sub_argc, sub_argv);
     else if (sub == "prepare") rc = mc::cmd_prepare(sub_argc, sub_argv);
+    else if (sub == "info") rc = mc::cmd_info(sub_argc, sub_argv);
     else if (sub == "bench-allreduce") rc = mc::cmd_bench_allreduce(sub_argc, sub_argv);
     else if (sub == "launch") rc = mc::cmd_launch(sub_argc, sub_argv);
     else if (sub == "simulate") rc = mc::cmd_simulate(sub_argc, sub_argv);
     else {
       std::fprintf(stderr,
-                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|bench-allreduce|launch|simulate; "
+                   "minicolossus: unknown command '%s' (expected train|eval|sample|prepare|export|info|bench-allreduce|launch|simulate; "
                    "see --help)\n",
                    sub.c_str());
       rc = 2;

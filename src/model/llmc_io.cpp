@@ -13,7 +13,6 @@
 namespace mc {
 
 namespace {
-constexpr int kLlmcMagic = 20240326;
 const char* const kLayerKinds[] = {"ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                                    "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw",  "fcprojb"};
 
@@ -49,6 +48,26 @@ size_t validate_model_config(const ModelConfig& c, const std::string& where) {
   return make_layout(c).total;
 }
 
+float bf16_to_float(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN stays a (quiet) NaN
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even (overflow rounds to infinity)
+  return uint16_t(u >> 16);
+}
+
+uint64_t llmc_model_bytes(const ModelConfig& c, int version) {
+  const uint64_t elem = version == kLlmcBf16 ? 2 : 4;
+  return 256 * sizeof(int32_t) + uint64_t(make_layout(c).total) * elem;
+}
+
 LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
   const std::string who = what.empty() ? path : what + " " + path;
   const int fd = open_input_file(path, what);
@@ -60,11 +79,12 @@ LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
   if (file_bytes < sizeof h || pread_full(fd, h, sizeof h, 0, path) != sizeof h)
     throw UsageError(who + strfmt(": truncated llm.c model header (%llu bytes, the header is %zu)",
                                   (unsigned long long)file_bytes, sizeof h));
-  if (h[0] != kLlmcMagic)
-    throw UsageError(who + strfmt(": not an llm.c model file (magic %d, expected %d)", h[0], kLlmcMagic));
-  if (h[1] != 3)
-    throw UsageError(who + strfmt(": llm.c model version %d is not supported (only 3 = fp32)", h[1]));
+  if (h[0] != kLlmcModelMagic)
+    throw UsageError(who + strfmt(": not an llm.c model file (magic %d, expected %d)", h[0], kLlmcModelMagic));
+  if (h[1] != kLlmcFp32 && h[1] != kLlmcBf16)
+    throw UsageError(who + strfmt(": llm.c model version %d is not supported (3 = fp32 and 5 = bf16 are)", h[1]));
   LlmcModel m;
+  m.version = h[1];
   ModelConfig& c = m.cfg;
   c.max_seq_len = h[2];
   c.vocab_size = h[3];
@@ -72,32 +92,43 @@ LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
   c.num_heads = h[5];
   c.channels = h[6];
   c.padded_vocab_size = h[7];
-  const size_t n = validate_model_config(c, who + " (llm.c header)");
-  const uint64_t want = sizeof h + uint64_t(n) * sizeof(float);
+  validate_model_config(c, who + " (llm.c header)");
+  const uint64_t want = llmc_model_bytes(c, m.version);
   if (file_bytes != want)
-    throw UsageError(who + strfmt(": llm.c model file has %llu bytes but its header (maxT %d V %d L %d NH %d C %d "
-                                  "Vp %d) needs %llu (%s)",
-                                  (unsigned long long)file_bytes, h[2], h[3], h[4], h[5], h[6], h[7],
+    throw UsageError(who + strfmt(": llm.c model version %d (%s) file has %llu bytes but its header (maxT %d V %d L "
+                                  "%d NH %d C %d Vp %d) needs %llu (%s)",
+                                  h[1], h[1] == kLlmcBf16 ? "bf16" : "fp32", (unsigned long long)file_bytes, h[2],
+                                  h[3], h[4], h[5], h[6], h[7],
                                   (unsigned long long)want, file_bytes < want ? "truncated" : "trailing bytes"));
   const ParamLayout lay = make_layout(c);
   m.params.assign(lay.total, 0.0f);
   uint64_t off = sizeof h;
+  std::vector<uint16_t> half;  // one bf16 tensor at a time
   for_each_llmc_tensor(c, lay, [&](const ParamTensor& t) {
-    const size_t bytes = t.numel * sizeof(float);
-    if (pread_full(fd, m.params.data() + t.offset, bytes, off, path) != bytes)
+    float* dst = m.params.data() + t.offset;
+    const size_t bytes = t.numel * (m.version == kLlmcBf16 ? 2 : 4);
+    void* buf = dst;
+    if (m.version == kLlmcBf16) {
+      half.resize(t.numel);
+      buf = half.data();
+    }
+    if (pread_full(fd, buf, bytes, off, path) != bytes)
       throw UsageError(who + ": truncated llm.c model file (parameters cut off at " + t.name + ")");
+    if (m.version == kLlmcBf16)
+      for (size_t i = 0; i < t.numel; ++i) dst[i] = bf16_to_float(half[i]);
     off += bytes;
   });
   return m;
 }
 
-void write_llmc_model(const std::string& path, const ModelConfig& c, const std::vector<float>& params) {
+void write_llmc_model(const std::string& path, const ModelConfig& c, const std::vector<float>& params, int version) {
+  MC_CHECK(version == kLlmcFp32 || version == kLlmcBf16, "llm.c model version %d", version);
   validate_model_config(c, path);  // never write a file read_llmc_model would refuse
   const ParamLayout lay = make_layout(c);
   MC_CHECK(params.size() == lay.total, "%zu != %zu", params.size(), lay.total);
   int32_t h[256] = {0};
-  h[0] = kLlmcMagic;
-  h[1] = 3;
+  h[0] = kLlmcModelMagic;
+  h[1] = version;
   h[2] = c.max_seq_len;
   h[3] = c.vocab_size;
   h[4] = c.num_layers;
@@ -105,9 +136,16 @@ void write_llmc_model(const std::string& path, const ModelConfig& c, const std::
   h[6] = c.channels;
   h[7] = c.padded_vocab_size;
   std::vector<std::pair<const void*, size_t>> parts = {{h, sizeof h}};
+  std::vector<uint16_t> half;  // the whole bf16 copy, in file order
+  if (version == kLlmcBf16) half.reserve(lay.total);
   for_each_llmc_tensor(c, lay, [&](const ParamTensor& t) {
-    parts.emplace_back(params.data() + t.offset, t.numel * sizeof(float));
+    if (version == kLlmcFp32) {
+      parts.emplace_back(params.data() + t.offset, t.numel * sizeof(float));
+    } else {
+      for (size_t i = 0; i < t.numel; ++i) half.push_back(float_to_bf16(params[t.offset + i]));
+    }
   });
+  if (version == kLlmcBf16) parts.emplace_back(half.data(), half.size() * sizeof(uint16_t));
   write_file_atomic(path, parts);
 }
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <map>
 
 #include "core/errors.h"
 #include "core/files.h"
@@ -18,6 +20,7 @@
 #include "model/generate.h"
 #include "model/gpt2.h"
 #include "model/llmc_io.h"
+#include "model/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -54,37 +57,124 @@ std::string resolve_device(const std::string& d) {
   return d;
 }
 
+// ---- the model a command reads: a checkpoint or an llm.c model file ---------------------------
+
+namespace {
+
+// Note [Checkpoint or model file]
+// eval, sample and export read their weights from exactly one of --ckpt (our checkpoint: weights plus
+// the run's metadata) or --model-file (an llm.c model file, fp32 version 3 or bf16 version 5: weights
+// and shapes only, so eval then needs --data, and sample guesses the tokenizer from the vocabulary).
+// The flag decides the format; a file given under the wrong flag is refused with a hint naming the
+// right one, rather than silently read as the other kind.
+struct ModelSource {
+  ModelConfig cfg;
+  std::vector<float> params;
+  bool is_ckpt = false;
+  nlohmann::json meta;  // checkpoint metadata (validated); null for a model file
+  int llmc_version = 0;
+  std::string path;
+};
+
+// The first 8 bytes of a file we could open (empty if shorter or unreadable), for the hints below.
+std::string leading_bytes(const std::string& path) {
+  try {
+    const int fd = open_input_file(path, "");
+    FdCloser closer(fd);
+    std::string b(8, '\0');
+    if (pread_full(fd, b.data(), 8, 0, path) != 8) return {};
+    return b;
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+ModelSource load_model_source(CLI::App& app, const std::string& ckpt, const std::string& model_file) {
+  const size_t n = app.count("--ckpt") + app.count("--model-file");
+  MC_REQUIRE(n == 1, "%s: give exactly one of --ckpt and --model-file", app.get_name().c_str());
+  ModelSource s;
+  if (app.count("--ckpt")) {
+    s.path = ckpt;
+    s.is_ckpt = true;
+    LoadedCheckpoint ck;
+    try {
+      ck = load_checkpoint(ckpt);  // metadata validated (Note [Checkpoint metadata is input])
+    } catch (const UsageError&) {
+      int32_t magic = 0;
+      const std::string b = leading_bytes(ckpt);
+      if (b.size() == 8) std::memcpy(&magic, b.data(), 4);
+      if (magic == kLlmcModelMagic)
+        throw UsageError("--ckpt " + ckpt + ": this is an llm.c model file, not a checkpoint; pass it as --model-file");
+      throw;
+    }
+    s.cfg = checkpoint_model(ck);
+    s.params = ck.get("params");
+    s.meta = std::move(ck.meta);
+  } else {
+    s.path = model_file;
+    try {
+      LlmcModel m = read_llmc_model(model_file, "--model-file");
+      s.cfg = m.cfg;
+      s.params = std::move(m.params);
+      s.llmc_version = m.version;
+    } catch (const UsageError&) {
+      if (leading_bytes(model_file) == "MCCKPT01")
+        throw UsageError("--model-file " + model_file +
+                         ": this is a minicolossus checkpoint, not an llm.c model file; pass it as --ckpt");
+      throw;
+    }
+  }
+  return s;
+}
+
+std::string describe(const ModelSource& s) {
+  if (s.is_ckpt) return strfmt("%s, step %d", s.path.c_str(), s.meta.at("step").get<int>());
+  return strfmt("%s, llm.c model v%d %s", s.path.c_str(), s.llmc_version,
+                s.llmc_version == kLlmcBf16 ? "bf16" : "fp32");
+}
+
+std::string model_flag(const ModelSource& s) { return (s.is_ckpt ? "--ckpt " : "--model-file ") + s.path; }
+
+}  // namespace
+
 // ---- eval ------------------------------------------------------------------------------------
 
 int cmd_eval(int argc, char** argv) {
-  std::string ckpt, data, device = "cpu";
-  int batch = 8, max_seqs = 0;
-  CLI::App app("Print the validation loss of a checkpoint.", "eval");
-  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
+  std::string ckpt, model_file, data, device = "cpu";
+  int batch = 8, max_seqs = 0, seq = 0;
+  CLI::App app("Print the validation loss of a checkpoint or an llm.c model file.", "eval");
+  app.add_option("--ckpt", ckpt, "checkpoint file");
+  app.add_option("--model-file", model_file, "llm.c model file (fp32 version 3 or bf16 version 5); needs --data");
   app.add_option("--data", data, "data directory (default: the one the checkpoint was trained on)");
+  app.add_option("--seq", seq, "tokens per sequence (default: the checkpoint's; model file: min(maxT, 1024))");
   app.add_option("--batch", batch, "sequences per forward pass")->capture_default_str();
   app.add_option("--max-seqs", max_seqs, "evaluate at most this many validation sequences (0: all)");
   app.add_option("--device", device, "cpu | cuda")->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(batch > 0, "--batch %d: must be positive", batch);
   MC_REQUIRE(max_seqs >= 0, "--max-seqs %d: must be >= 0", max_seqs);
-  LoadedCheckpoint ck = load_checkpoint(ckpt);  // metadata validated (Note [Checkpoint metadata is input])
-  const ModelConfig mc = checkpoint_model(ck);
+  MC_REQUIRE(app.count("--model-file") == 0 || app.count("--data") == 1,
+             "--model-file: an llm.c model file records no data directory; pass --data");
+  const ModelSource src = load_model_source(app, ckpt, model_file);
+  const ModelConfig& mc = src.cfg;
   if (data.empty()) {
-    data = ck.meta.at("data_dir").get<std::string>();
+    data = src.meta.at("data_dir").get<std::string>();
     struct stat st {};
     MC_REQUIRE(!data.empty() && ::stat(data.c_str(), &st) == 0 && S_ISDIR(st.st_mode),
                "--data not given and the checkpoint's data directory '%s' does not exist; pass --data", data.c_str());
   }
+  if (app.count("--seq"))
+    MC_REQUIRE(seq >= 1 && seq <= mc.max_seq_len, "--seq %d: must be in [1, %d] (the model's maxT)", seq,
+               mc.max_seq_len);
+  const int T = app.count("--seq") ? seq : src.is_ckpt ? src.meta.at("seq").get<int>() : std::min(mc.max_seq_len, 1024);
   DataDir dd = open_data_dir(data);
-  MC_REQUIRE(dd.vocab_size == mc.vocab_size, "--data %s: vocabulary %d does not match the checkpoint's %d",
-             data.c_str(), dd.vocab_size, mc.vocab_size);
+  MC_REQUIRE(dd.vocab_size == mc.vocab_size, "--data %s: vocabulary %d does not match %s's %d", data.c_str(),
+             dd.vocab_size, model_flag(src).c_str(), mc.vocab_size);
   MC_REQUIRE(!dd.val_files.empty(), "--data %s: no *val*.bin shards to evaluate on", data.c_str());
-  const int T = ck.meta.at("seq").get<int>();
   Dataset val(dd.val_files, dd.vocab_size, T);
   auto ops = make_ops(resolve_device(device), 0);
   GPT2 model(mc, *ops, batch, T);
-  model.set_params(ck.get("params"));
+  model.set_params(src.params);
   size_t K = val.num_sequences();
   if (max_seqs > 0) K = std::min<size_t>(K, size_t(max_seqs));
   std::vector<int> in(size_t(batch) * T), tg(size_t(batch) * T);
@@ -94,48 +184,69 @@ int cmd_eval(int argc, char** argv) {
     for (int k = 0; k < b; ++k) val.get(i + size_t(k), in.data() + size_t(k) * T, tg.data() + size_t(k) * T);
     sum += model.forward(in.data(), tg.data(), b, T) * b;
   }
-  std::printf("val_loss %.6f (%zu sequences of %d tokens, %s, step %d)\n", sum / double(K), K, T, ckpt.c_str(),
-              ck.meta.at("step").get<int>());
+  std::printf("val_loss %.6f (%zu sequences of %d tokens, %s)\n", sum / double(K), K, T, describe(src).c_str());
   return 0;
 }
 
 // ---- sample ----------------------------------------------------------------------------------
 
 int cmd_sample(int argc, char** argv) {
-  std::string ckpt, prompt, device = "cpu";
+  std::string ckpt, model_file, data, prompt, device = "cpu";
   int tokens = 200, top_k = 0;
   float temperature = 1.0f;
   uint64_t seed = 1337;
-  CLI::App app("Generate text from a checkpoint.", "sample");
-  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
-  app.add_option("--prompt", prompt, "text to continue (byte-level models)");
+  bool no_kv_cache = false;
+  CLI::App app("Generate text from a checkpoint or an llm.c model file.", "sample");
+  app.add_option("--ckpt", ckpt, "checkpoint file");
+  app.add_option("--model-file", model_file, "llm.c model file (fp32 version 3 or bf16 version 5)");
+  app.add_option("--data", data,
+                 "data directory whose tokenizer decodes the output (default: the checkpoint's; for a model file "
+                 "the vocabulary decides: 50257 gpt2, 256 byte, otherwise token ids)");
+  app.add_option("--prompt", prompt, "text to continue (byte and gpt2 models)");
   app.add_option("--tokens", tokens, "tokens to generate")->capture_default_str();
   app.add_option("--temperature", temperature, "softmax temperature (0: greedy)")->capture_default_str();
   app.add_option("--top-k", top_k, "sample among the k most likely tokens (0: all)")->capture_default_str();
   app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  app.add_flag("--no-kv-cache", no_kv_cache, "recompute the whole context for every token (same tokens, slower)");
   app.add_option("--device", device, "cpu | cuda")->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(tokens > 0, "--tokens %d: must be positive", tokens);
   MC_REQUIRE(temperature >= 0 && std::isfinite(temperature), "--temperature %g: must be >= 0", double(temperature));
   MC_REQUIRE(top_k >= 0, "--top-k %d: must be >= 0", top_k);
-  LoadedCheckpoint ck = load_checkpoint(ckpt);  // metadata validated (Note [Checkpoint metadata is input])
-  const ModelConfig mc = checkpoint_model(ck);
-  const std::string tok = ck.meta.at("tokenizer").get<std::string>();
-  const std::string data_dir = ck.meta.at("data_dir").get<std::string>();
+  const ModelSource src = load_model_source(app, ckpt, model_file);
+  const ModelConfig& mc = src.cfg;
+  std::string tok, data_dir;
+  if (!data.empty()) {
+    const DataDir dd = open_data_dir(data);
+    MC_REQUIRE(dd.vocab_size == mc.vocab_size, "--data %s: vocabulary %d does not match %s's %d", data.c_str(),
+               dd.vocab_size, model_flag(src).c_str(), mc.vocab_size);
+    tok = dd.tokenizer;
+    data_dir = data;
+  } else if (src.is_ckpt) {
+    tok = src.meta.at("tokenizer").get<std::string>();
+    data_dir = src.meta.at("data_dir").get<std::string>();
+  } else {
+    tok = mc.vocab_size == kGpt2Vocab ? "gpt2" : mc.vocab_size == kByteVocab ? "byte" : "ids";
+  }
+  MC_REQUIRE(tok != "ids" || prompt.empty(),
+             "--prompt: %s has vocabulary %d, which names no tokenizer; pass --data DIR or leave --prompt out",
+             model_flag(src).c_str(), mc.vocab_size);
   std::vector<int> seq = encode_prompt(tok, prompt);
-  if (seq.empty()) seq.push_back(tok == "byte" ? int('\n') : 50256);  // newline / <|endoftext|>
+  // The start token: newline for bytes, <|endoftext|> where the vocabulary has it, else token 0.
+  if (seq.empty()) seq.push_back(tok == "byte" ? int('\n') : mc.vocab_size > 50256 ? 50256 : 0);
   for (int t : seq) MC_REQUIRE(t < mc.vocab_size, "--prompt: token %d is outside the model's vocabulary", t);
   auto ops = make_ops(resolve_device(device), 0);
   // Activations for the longest context this run can use, not the model's maximum (which may be large).
   const int ctx = int(std::min<int64_t>(mc.max_seq_len, int64_t(seq.size()) + tokens));
   GPT2 model(mc, *ops, 1, ctx);
-  model.set_params(ck.get("params"));
+  model.set_params(src.params);
   std::printf("%s", prompt.c_str());
   SampleOptions opt;
   opt.tokens = tokens;
   opt.temperature = temperature;
   opt.top_k = top_k;
   opt.seed = seed;
+  opt.kv_cache = !no_kv_cache;
   generate(model, seq, opt, [&](int next) {
     std::printf("%s", decode_tokens(tok, data_dir, {next}).c_str());
     std::fflush(stdout);
@@ -147,15 +258,36 @@ int cmd_sample(int argc, char** argv) {
 // ---- export / prepare ------------------------------------------------------------------------
 
 int cmd_export(int argc, char** argv) {
-  std::string ckpt, out;
-  CLI::App app("Write a checkpoint's weights as an llm.c model file (fp32, version 3).", "export");
-  app.add_option("--ckpt", ckpt, "checkpoint file")->required();
-  app.add_option("--out", out, "llm.c model file to write")->required();
+  std::string ckpt, model_file, out, format = "llmc";
+  CLI::App app("Write a checkpoint's (or an llm.c model file's) weights as an llm.c model file or a Hugging Face "
+               "GPT-2 model.",
+               "export");
+  app.add_option("--ckpt", ckpt, "checkpoint file");
+  app.add_option("--model-file", model_file, "llm.c model file (fp32 version 3 or bf16 version 5)");
+  app.add_option("--format", format,
+                 "llmc (llm.c model file, fp32 version 3) | llmc-bf16 (version 5, as llm.c's GPU trainer writes) | "
+                 "hf (Hugging Face GPT-2: DIR/model.safetensors + DIR/config.json)")
+      ->capture_default_str();
+  app.add_option("--out", out, "file to write (llmc, llmc-bf16); directory to write into (hf)")->required();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
-  check_output_path(out, "--out");
-  LoadedCheckpoint ck = load_checkpoint(ckpt);  // refuses invalid metadata, so no invalid model is written
-  write_llmc_model(out, checkpoint_model(ck), ck.get("params"));
-  std::printf("wrote %s\n", out.c_str());
+  MC_REQUIRE(format == "llmc" || format == "llmc-bf16" || format == "hf",
+             "--format %s: unknown format (expected llmc, llmc-bf16 or hf)", format.c_str());
+  MC_REQUIRE(!out.empty(), "--out: must not be empty");
+  if (format != "hf") check_output_path(out, "--out");
+  // Loading refuses invalid metadata or headers, so no invalid model is written.
+  const ModelSource src = load_model_source(app, ckpt, model_file);
+  if (format == "hf") {
+    std::map<std::string, std::string> meta = {{"minicolossus.source", src.path}};
+    if (src.is_ckpt) {
+      meta["minicolossus.step"] = std::to_string(src.meta.at("step").get<int>());
+      meta["minicolossus.tokenizer"] = src.meta.at("tokenizer").get<std::string>();
+    }
+    write_hf_gpt2(out, src.cfg, src.params, meta);
+    std::printf("wrote %s/model.safetensors and %s/config.json\n", out.c_str(), out.c_str());
+  } else {
+    write_llmc_model(out, src.cfg, src.params, format == "llmc" ? kLlmcFp32 : kLlmcBf16);
+    std::printf("wrote %s\n", out.c_str());
+  }
   return 0;
 }
 
@@ -165,7 +297,9 @@ int cmd_prepare(int argc, char** argv) {
   CLI::App app("Tokenize a text file into train/val shards (llm.c format).", "prepare");
   app.add_option("--input", input, "UTF-8 text file")->required();
   app.add_option("--out", out, "output directory")->required();
-  app.add_option("--tokenizer", tokenizer, "byte (gpt2 needs llm.c's own tokenizer tools)")->capture_default_str();
+  app.add_option("--tokenizer", tokenizer,
+                 "byte (vocab 256) | gpt2 (GPT-2's BPE, vocab 50257; ranks from scripts/setup.sh or $MC_GPT2_TIKTOKEN)")
+      ->capture_default_str();
   app.add_option("--val-fraction", val_fraction, "share of the tokens kept for validation")->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);

@@ -14,6 +14,7 @@ int cmd_eval(int argc, char** argv);
 int cmd_sample(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
+int cmd_info(int argc, char** argv);      // src/train/info.cpp
 int cmd_simulate(int argc, char** argv);  // src/sim/cmd_simulate.cpp
 int this_rank();                          // world rank for messages (0 before MPI is up)
 void report_error(const std::exception& e);  // "minicolossus: <message>" on stderr

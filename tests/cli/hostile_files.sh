@@ -63,8 +63,8 @@ llmc h4.bin "$maxT" "$V" "$L" 0 "$C" "$Vp"
 PATTERN="h4.bin.*num_heads 0" expect_usage "llm.c header with 0 heads" "${TR[@]}" --init-from h4.bin
 llmc h5.bin "$maxT" 300 "$L" "$NH" "$C" 256
 PATTERN="h5.bin.*padded_vocab_size 256 is smaller than vocab_size 300" expect_usage "llm.c vocab > padded" "${TR[@]}" --init-from h5.bin
-llmc h6.bin "$maxT" "$V" "$L" "$NH" "$C" "$Vp" 5
-PATTERN="h6.bin: llm.c model version 5" expect_usage "llm.c unknown version" "${TR[@]}" --init-from h6.bin
+llmc h6.bin "$maxT" "$V" "$L" "$NH" "$C" "$Vp" 7
+PATTERN="h6.bin: llm.c model version 7 is not supported" expect_usage "llm.c unknown version" "${TR[@]}" --init-from h6.bin
 "$MC" "${TR[@]}" --init-from good.bin --ckpt-dir ck_good >/dev/null 2>&1 && pass "the exported model trains" \
   || fail "--init-from good.bin failed"
 

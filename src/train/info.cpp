@@ -1,0 +1,514 @@
+// `minicolossus info FILE`: what a file we read or write holds, detected by its content (magic numbers),
+// never by its name. Text output (key: value lines) or one JSON object with --json.
+// Note [info exit codes]
+// 0: the file is of a known kind and every check passed (sizes against the header, checksums,
+// metadata). 2: anything else, as for every bad input: an unknown kind, a FIFO or device, a missing
+// file, or a damaged file of a known kind. For a damaged file, what could be read is still printed
+// on stdout (with "ok": false and the "defect" in --json), and the defect is the one line on stderr.
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/errors.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "model/gpt2.h"
+#include "model/llmc_io.h"
+#include "model/safetensors.h"
+#include "train/checkpoint.h"
+#include "train/commands.h"
+
+namespace mc {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+constexpr int32_t kLlmcTokenizerMagic = 20240328;
+
+// A defect found after part of the report was filled: the report is printed, then this is raised.
+struct Defect {
+  std::string message;
+};
+
+std::string hex64(uint64_t v) { return strfmt("%016llx", (unsigned long long)v); }
+
+uint64_t file_size(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw UsageError(path + ": cannot stat: " + std::strerror(errno));
+  return uint64_t(st.st_size);
+}
+
+int32_t le32(const unsigned char* p) {
+  return int32_t(uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24);
+}
+
+// ---- token shards -----------------------------------------------------------------------------
+
+// The tokenizer a data directory records (tokenizer.json), as open_data_dir reads it; absent: llm.c's
+// GPT-2 default. A malformed tokenizer.json is reported, not fatal (the shard itself may be fine).
+void neighbour_tokenizer(const std::string& dir, ojson& r) {
+  const std::string tj = (fs::path(dir) / "tokenizer.json").string();
+  struct stat st {};
+  if (::lstat(tj.c_str(), &st) != 0) {
+    r["tokenizer"] = "gpt2";
+    r["vocab_size"] = kGpt2Vocab;
+    r["tokenizer_source"] = "default (no tokenizer.json beside the shard: llm.c's GPT-2 data)";
+    return;
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(read_input_file(tj, "", size_t(1) << 20), nullptr, false);
+    if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string() || !j.contains("vocab_size") ||
+        !j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() < 1 ||
+        j["vocab_size"].get<int64_t>() > 65536)
+      throw UsageError(tj + ": expected {\"tokenizer\": <name>, \"vocab_size\": <1 to 65536>}");
+    r["tokenizer"] = j["tokenizer"];
+    r["vocab_size"] = j["vocab_size"];
+    r["tokenizer_source"] = tj;
+  } catch (const UsageError& e) {
+    r["tokenizer_source"] = std::string("unreadable: ") + e.what();
+  }
+}
+
+void info_shard(const std::string& path, int fd, uint64_t bytes, ojson& r) {
+  r["format"] = "token shard (llm.c)";
+  unsigned char h[1024];
+  if (bytes < sizeof h || pread_full(fd, h, sizeof h, 0, path) != sizeof h)
+    throw Defect{path + strfmt(": truncated shard header (%llu bytes, the header is 1024)", (unsigned long long)bytes)};
+  const int32_t version = le32(h + 4), count = le32(h + 8);
+  r["version"] = version;
+  r["tokens"] = count;
+  r["bytes"] = bytes;
+  neighbour_tokenizer(fs::path(path).parent_path().string(), r);
+  if (version != kShardVersion) throw Defect{path + strfmt(": unknown shard version %d (expected 1)", version)};
+  if (count <= 0) throw Defect{path + strfmt(": empty shard (header says %d tokens)", count)};
+  const uint64_t want = 1024 + 2 * uint64_t(count);
+  if (bytes != want)
+    throw Defect{path + strfmt(": header says %d tokens (%llu bytes) but the file has %llu bytes (%s)", count,
+                               (unsigned long long)want, (unsigned long long)bytes,
+                               bytes < want ? "truncated" : "trailing bytes")};
+  // Validation and fingerprint as training computes them; no vocabulary bound here (checked below).
+  TokenShard shard(path, 65536);
+  uint16_t max_id = 0;
+  std::vector<uint16_t> buf(std::min<size_t>(size_t(1) << 20, shard.size()));
+  for (size_t first = 0; first < shard.size(); first += buf.size()) {
+    const size_t n = std::min(buf.size(), shard.size() - first);
+    shard.read(first, n, buf.data());
+    for (size_t i = 0; i < n; ++i) max_id = std::max(max_id, buf[i]);
+  }
+  r["max_token_id"] = max_id;
+  r["fingerprint"] = hex64(shard.fingerprint());
+  if (r.contains("vocab_size") && int(max_id) >= r["vocab_size"].get<int>())
+    throw Defect{path + strfmt(": token id %u is out of range for the vocabulary %d", unsigned(max_id),
+                               r["vocab_size"].get<int>())};
+}
+
+// ---- llm.c model files ------------------------------------------------------------------------
+
+void info_llmc_model(const std::string& path, int fd, uint64_t bytes, ojson& r) {
+  r["format"] = "llm.c model";
+  int32_t h[256];
+  if (bytes < sizeof h || pread_full(fd, h, sizeof h, 0, path) != sizeof h)
+    throw Defect{path + strfmt(": truncated llm.c model header (%llu bytes, the header is 1024)",
+                               (unsigned long long)bytes)};
+  r["version"] = h[1];
+  r["dtype"] = h[1] == kLlmcFp32 ? "fp32" : h[1] == kLlmcBf16 ? "bf16" : "unknown";
+  r["max_seq_len"] = h[2];
+  r["vocab_size"] = h[3];
+  r["num_layers"] = h[4];
+  r["num_heads"] = h[5];
+  r["channels"] = h[6];
+  r["padded_vocab_size"] = h[7];
+  r["bytes"] = bytes;
+  if (h[1] != kLlmcFp32 && h[1] != kLlmcBf16)
+    throw Defect{path + strfmt(": llm.c model version %d is not supported (3 = fp32 and 5 = bf16 are)", h[1])};
+  ModelConfig c;
+  c.max_seq_len = h[2], c.vocab_size = h[3], c.num_layers = h[4], c.num_heads = h[5], c.channels = h[6];
+  c.padded_vocab_size = h[7];
+  try {
+    r["parameters"] = validate_model_config(c, path);
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
+  }
+  const uint64_t want = llmc_model_bytes(c, h[1]);
+  r["expected_bytes"] = want;
+  r["size_ok"] = bytes == want;
+  if (bytes != want)
+    throw Defect{path + strfmt(": the header needs %llu bytes but the file has %llu (%s)", (unsigned long long)want,
+                               (unsigned long long)bytes, bytes < want ? "truncated" : "trailing bytes")};
+}
+
+// ---- checkpoints ------------------------------------------------------------------------------
+
+void info_checkpoint(const std::string& path, int fd, uint64_t bytes, ojson& r) {
+  r["format"] = "minicolossus checkpoint";
+  r["bytes"] = bytes;
+  nlohmann::json meta;
+  try {
+    meta = read_checkpoint_meta(path);  // structure and sizes; no checksum
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
+  }
+  for (const char* k : {"version", "step", "tokenizer", "data_dir", "seq", "global_batch", "world_size", "git"})
+    if (meta.contains(k)) r[k] = meta[k];
+  if (meta.contains("model")) r["model"] = meta["model"];
+  if (meta.contains("config") && meta["config"].is_object() && meta["config"].contains("zero"))
+    r["zero"] = meta["config"]["zero"];
+  ojson tensors = ojson::array();
+  if (meta.contains("tensors"))
+    for (const auto& t : meta["tensors"]) tensors.push_back({{"name", t["name"]}, {"numel", t["numel"]}});
+  r["tensors"] = tensors;
+  // The one checksum: CRC-32 of every byte before the 16-byte trailer (checkpoint.h).
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  const uint64_t body = bytes - 16;  // read_checkpoint_meta guaranteed room for the trailer
+  for (uint64_t off = 0; off < body;) {
+    const size_t n = size_t(std::min<uint64_t>(buf.size(), body - off));
+    if (pread_full(fd, buf.data(), n, off, path) != n) throw Defect{path + ": file shrank while being read"};
+    crc = crc32_z(crc, buf.data(), n);
+    off += n;
+  }
+  unsigned char tail[16];
+  if (pread_full(fd, tail, 16, body, path) != 16) throw Defect{path + ": file shrank while being read"};
+  uint32_t stored = 0;
+  std::memcpy(&stored, tail, 4);
+  const bool end_ok = std::memcmp(tail + 8, "MCCKEND1", 8) == 0;
+  r["checksum"] = {{"kind", "crc32 of the whole file before its trailer"},
+                   {"stored", strfmt("%08x", stored)},
+                   {"computed", strfmt("%08x", unsigned(crc))},
+                   {"ok", end_ok && stored == uint32_t(crc)}};
+  if (!end_ok) throw Defect{path + ": corrupted checkpoint (bad trailer: not MCCKEND1)"};
+  if (stored != uint32_t(crc))
+    throw Defect{path + strfmt(": checksum mismatch: CRC-32 computed %08x, stored %08x (the file is damaged)",
+                               unsigned(crc), stored)};
+  // The checksum holds: now the metadata every command relies on (Note [Checkpoint metadata is input]).
+  try {
+    load_checkpoint(path);
+    r["metadata_ok"] = true;
+  } catch (const UsageError& e) {
+    r["metadata_ok"] = false;
+    throw Defect{e.what()};
+  }
+}
+
+// ---- safetensors ------------------------------------------------------------------------------
+
+void info_safetensors(const std::string& path, ojson& r) {
+  r["format"] = "safetensors";
+  SafetensorsFile f;
+  try {
+    f = read_safetensors_header(path, "");
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
+  }
+  r["bytes"] = f.file_bytes;
+  r["header_bytes"] = f.header_bytes;
+  r["metadata"] = f.metadata;
+  r["tensor_count"] = f.tensors.size();
+  std::set<std::string> dtypes;
+  uint64_t total = 0;
+  ojson tensors = ojson::array();
+  for (const SafeTensorInfo& t : f.tensors) {
+    dtypes.insert(t.dtype);
+    total += t.numel();
+  }
+  r["dtypes"] = dtypes;
+  r["parameters"] = total;
+  // A Hugging Face GPT-2 state dict (what `export --format hf` writes): its shape in one line.
+  auto find = [&](const std::string& n) -> const SafeTensorInfo* {
+    for (const auto& t : f.tensors)
+      if (t.name == n) return &t;
+    return nullptr;
+  };
+  const SafeTensorInfo* wte = find("transformer.wte.weight");
+  const SafeTensorInfo* wpe = find("transformer.wpe.weight");
+  if (wte && wpe && wte->shape.size() == 2 && wpe->shape.size() == 2) {
+    int layers = 0;
+    while (find("transformer.h." + std::to_string(layers) + ".ln_1.weight")) ++layers;
+    r["layout"] = strfmt("Hugging Face GPT-2: vocab %lld, positions %lld, %d layers, %lld channels",
+                         (long long)wte->shape[0], (long long)wpe->shape[0], layers, (long long)wte->shape[1]);
+  }
+  for (const SafeTensorInfo& t : f.tensors) tensors.push_back({{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}});
+  r["tensors"] = tensors;
+}
+
+// ---- tokenizers -------------------------------------------------------------------------------
+
+void info_llmc_tokenizer(const std::string& path, ojson& r) {
+  r["format"] = "llm.c tokenizer";
+  const std::string b = read_input_file(path, "", size_t(64) << 20);
+  const unsigned char* h = reinterpret_cast<const unsigned char*>(b.data());
+  r["bytes"] = b.size();
+  if (b.size() < 1024) throw Defect{path + ": truncated tokenizer header (the header is 1024 bytes)"};
+  const int32_t version = le32(h + 4), vocab = le32(h + 8);
+  r["version"] = version;
+  r["vocab_size"] = vocab;
+  if (version == 2) r["eot_token"] = le32(h + 12);
+  if (version != 1 && version != 2) throw Defect{path + strfmt(": unknown tokenizer version %d (1 or 2)", version)};
+  if (vocab <= 0 || vocab > 1000000) throw Defect{path + strfmt(": implausible vocabulary size %d", vocab)};
+  size_t pos = 1024;
+  for (int32_t i = 0; i < vocab; ++i) {
+    if (pos >= b.size() || b.size() - pos - 1 < h[pos])
+      throw Defect{path + strfmt(": truncated at token %d of %d", i, vocab)};
+    pos += 1 + h[pos];
+  }
+  r["trailing_bytes"] = b.size() - pos;
+}
+
+bool is_base64(const std::string& s) {
+  if (s.empty() || s.size() % 4 != 0) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char ch = (unsigned char)s[i];
+    if (std::isalnum(ch) || ch == '+' || ch == '/') continue;
+    if (ch == '=' && i + 2 >= s.size()) continue;  // padding at the end only
+    return false;
+  }
+  return true;
+}
+
+// "base64 rank" per line: one line, checked on its own.
+bool tiktoken_line(const std::string& line, std::string* token, long long* rank) {
+  const size_t sp = line.find(' ');
+  if (sp == std::string::npos || sp + 1 >= line.size() || line.size() - sp - 1 > 12) return false;
+  *token = line.substr(0, sp);
+  const std::string num = line.substr(sp + 1);
+  if (!std::all_of(num.begin(), num.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return false;
+  *rank = std::stoll(num);
+  return is_base64(*token);
+}
+
+void info_tiktoken(const std::string& path, const std::string& text, ojson& r) {
+  r["format"] = "tiktoken ranks (base64 token, rank per line)";
+  r["bytes"] = text.size();
+  size_t count = 0, lineno = 0;
+  long long lo = -1, hi = -1;
+  std::set<long long> ranks;
+  std::string defect;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    const std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++lineno;
+    if (line.empty()) continue;
+    std::string tok;
+    long long rank = 0;
+    if (!tiktoken_line(line, &tok, &rank)) {
+      defect = path + strfmt(": line %zu is not \"<base64> <rank>\"", lineno);
+      break;
+    }
+    if (!ranks.insert(rank).second) {
+      defect = path + strfmt(": line %zu repeats rank %lld", lineno, rank);
+      break;
+    }
+    ++count;
+    lo = count == 1 ? rank : std::min(lo, rank);
+    hi = std::max(hi, rank);
+  }
+  r["tokens"] = count;
+  r["min_rank"] = lo;
+  r["max_rank"] = hi;
+  r["ranks_contiguous"] = count > 0 && lo == 0 && hi == (long long)count - 1;
+  if (!defect.empty()) throw Defect{defect};
+}
+
+// tokenizer.json of a data directory, or a Hugging Face config.json.
+bool info_json(const std::string& path, const std::string& text, ojson& r) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  if (j.contains("tokenizer") && j.contains("vocab_size") && !j.contains("model_type")) {
+    r["format"] = "tokenizer.json (data directory)";
+    r["tokenizer"] = j["tokenizer"];
+    r["vocab_size"] = j["vocab_size"];
+    if (!j["tokenizer"].is_string() || !valid_tokenizer_name(j["tokenizer"].get<std::string>()))
+      throw Defect{path + ": \"tokenizer\" is not a tokenizer name"};
+    if (!j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() < 1 ||
+        j["vocab_size"].get<int64_t>() > 65536)
+      throw Defect{path + ": \"vocab_size\" must be an integer in [1, 65536]"};
+    return true;
+  }
+  if (j.contains("model_type") && j["model_type"].is_string()) {
+    r["format"] = "Hugging Face config.json";
+    for (const char* k : {"model_type", "architectures", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
+                          "activation_function", "layer_norm_epsilon", "tie_word_embeddings"})
+      if (j.contains(k)) r[k] = j[k];
+    return true;
+  }
+  return false;
+}
+
+// ---- directories ------------------------------------------------------------------------------
+
+void info_directory(const std::string& path, ojson& r) {
+  const auto ckpts = list_checkpoints(path);
+  std::error_code ec;
+  const bool hf = fs::is_regular_file(fs::path(path) / "model.safetensors", ec) &&
+                  fs::is_regular_file(fs::path(path) / "config.json", ec);
+  bool has_shards = false;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".bin") == 0 &&
+        (n.find("train") != std::string::npos || n.find("val") != std::string::npos))
+      has_shards = true;
+  }
+  if (has_shards) {
+    r["format"] = "data directory (prepare)";
+    DataDir dd;
+    try {
+      dd = open_data_dir(path);
+    } catch (const UsageError& e) {
+      throw Defect{e.what()};
+    }
+    r["tokenizer"] = dd.tokenizer;
+    r["vocab_size"] = dd.vocab_size;
+    ojson shards = ojson::array();
+    uint64_t totals[2] = {0, 0};
+    std::string defect;
+    int k = 0;
+    for (const auto* files : {&dd.train_files, &dd.val_files}) {
+      for (const std::string& f : *files) {
+        ojson s = {{"split", k == 0 ? "train" : "val"}, {"file", fs::path(f).filename().string()}};
+        try {
+          TokenShard sh(f, dd.vocab_size);
+          s["tokens"] = sh.size();
+          s["fingerprint"] = hex64(sh.fingerprint());
+          totals[k] += sh.size();
+        } catch (const UsageError& e) {
+          s["defect"] = e.what();
+          if (defect.empty()) defect = e.what();
+        }
+        shards.push_back(s);
+      }
+      ++k;
+    }
+    r["train_tokens"] = totals[0];
+    r["val_tokens"] = totals[1];
+    r["shards"] = shards;
+    if (!defect.empty()) throw Defect{defect};
+    r["data_fingerprint"] = hex64(data_fingerprint(dd));
+    return;
+  }
+  if (!ckpts.empty()) {
+    r["format"] = "checkpoint directory";
+    ojson list = ojson::array();
+    for (const std::string& c : ckpts) list.push_back(fs::path(c).filename().string());
+    r["checkpoints"] = list;
+    r["newest"] = ckpts.front();
+    return;
+  }
+  if (hf) {
+    r["format"] = "Hugging Face model directory (model.safetensors + config.json)";
+    ojson st;
+    info_safetensors((fs::path(path) / "model.safetensors").string(), st);
+    r["model.safetensors"] = st;
+    return;
+  }
+  throw UsageError(path + ": a directory holding no shards, checkpoints or Hugging Face model");
+}
+
+// ---- output -----------------------------------------------------------------------------------
+
+std::string scalar_text(const ojson& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+void print_text(const ojson& r, const std::string& indent) {
+  for (const auto& [k, v] : r.items()) {
+    if (v.is_object() && !v.empty()) {
+      std::printf("%s%s:\n", indent.c_str(), k.c_str());
+      print_text(v, indent + "  ");
+    } else if (v.is_array() && !v.empty() && v[0].is_object()) {
+      // A long list (a model's tensors) shows its head and tail; --json has all of it.
+      std::printf("%s%s: %zu\n", indent.c_str(), k.c_str(), v.size());
+      const size_t n = v.size(), head = n > 16 ? 10 : n;
+      for (size_t i = 0; i < n; ++i) {
+        if (i == head && i < n - 3) {
+          std::printf("%s  ... (%zu more; --json lists all)\n", indent.c_str(), n - head - 3);
+          i = n - 3;
+        }
+        std::string line;
+        for (const auto& [ek, ev] : v[i].items()) line += (line.empty() ? "" : "  ") + ek + " " + scalar_text(ev);
+        std::printf("%s  %s\n", indent.c_str(), line.c_str());
+      }
+    } else {
+      std::printf("%s%s: %s\n", indent.c_str(), k.c_str(), scalar_text(v).c_str());
+    }
+  }
+}
+
+}  // namespace
+
+int cmd_info(int argc, char** argv) {
+  std::string path;
+  bool json = false;
+  CLI::App app("Describe a file minicolossus reads or writes (token shard, data directory, llm.c model or tokenizer, "
+               "checkpoint, safetensors, tiktoken ranks), detected by content. Exit 0 when every check passes, "
+               "2 for an unknown kind or a damaged file (what could be read is still printed).",
+               "info");
+  app.add_option("FILE", path, "file or directory")->required();
+  app.add_flag("--json", json, "print one JSON object");
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  ojson r;
+  r["file"] = path;
+  std::string defect;
+  try {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      info_directory(path, r);
+    } else {
+      const int fd = open_input_file(path, "");  // a FIFO or device: refused without blocking
+      FdCloser closer(fd);
+      const uint64_t bytes = file_size(fd, path);
+      unsigned char head[16] = {};
+      const size_t got = pread_full(fd, head, sizeof head, 0, path);
+      const int32_t magic = got >= 4 ? le32(head) : 0;
+      uint64_t n8 = 0;
+      std::memcpy(&n8, head, 8);
+      if (got >= 8 && std::memcmp(head, "MCCKPT01", 8) == 0) {
+        info_checkpoint(path, fd, bytes, r);
+      } else if (magic == kShardMagic) {
+        info_shard(path, fd, bytes, r);
+      } else if (magic == kLlmcModelMagic) {
+        info_llmc_model(path, fd, bytes, r);
+      } else if (magic == kLlmcTokenizerMagic) {
+        info_llmc_tokenizer(path, r);
+      } else if (got >= 9 && head[8] == '{' && n8 >= 2 && n8 <= (uint64_t(100) << 20)) {
+        info_safetensors(path, r);
+      } else {
+        // Text formats: small enough to read whole.
+        const std::string text = got > 0 && bytes <= (uint64_t(64) << 20) ? read_input_file(path, "") : std::string();
+        std::string tok;
+        long long rank = 0;
+        const std::string first = text.substr(0, text.find('\n'));
+        if (!text.empty() && text[0] == '{' && info_json(path, text, r)) {
+        } else if (!first.empty() && tiktoken_line(first, &tok, &rank)) {
+          info_tiktoken(path, text, r);
+        } else {
+          throw UsageError(path + ": unknown format (not a token shard, data directory, llm.c model or tokenizer, "
+                                  "checkpoint, safetensors or tiktoken file)");
+        }
+      }
+    }
+  } catch (const Defect& d) {
+    defect = d.message;
+  }
+  r["ok"] = defect.empty();
+  if (!defect.empty()) r["defect"] = defect;
+  if (json)
+    std::printf("%s\n", r.dump(2).c_str());
+  else
+    print_text(r, "");
+  std::fflush(stdout);
+  if (!defect.empty()) throw UsageError(defect);
+  return 0;
+}
+
+}  // namespace mc
