@@ -11,11 +11,14 @@ namespace mc {
 struct TrainConfig {
   // data and model
   std::string data_dir;          // --data: a directory of *train*.bin / *val*.bin; empty = built-in corpus
+  std::string tokenizer;         // --tokenizer: byte | gpt2. Without --data: the built-in corpus tokenized so
+                                 // ("" = byte); with --data: must be the data's (checked). Resolved by
+                                 // plan_run to the data's tokenizer.
   std::string model = "tiny";    // --model: tiny | d6 | d12 | d24 | d36 | d48
   std::string init_from;         // --init-from: an llm.c model file (magic 20240326) to start from
   // batch: the global batch of a step is world_size * batch * grad_accum sequences of seq tokens
   int batch = 8;                 // --batch: sequences per rank per micro-step (B)
-  int seq = 0;                   // --seq: tokens per sequence (T); 0 = min(model context, 256)
+  int seq = 0;                   // --seq: tokens per sequence (T); 0 = the model's context
   int grad_accum = 1;            // --grad-accum: micro-steps per optimizer step (K)
   int steps = 200;               // --steps: total optimizer steps of the run (a resumed run continues to it)
   // optimizer: AdamW, decoupled weight decay on 2-D weights only, global-norm clipping
@@ -23,7 +26,9 @@ struct TrainConfig {
   int warmup = -1;               // --warmup: linear warmup steps; -1 = steps / 20 (at most 700)
   float min_lr_frac = 0.1f;      // --min-lr-frac: cosine decays to lr * this at the last step
   float weight_decay = 0.1f;     // --weight-decay
-  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float beta1 = 0.9f;            // --beta1: AdamW first-moment decay
+  float beta2 = 0.95f;           // --beta2: second-moment decay (GPT-3's 0.95; llm.c's train_gpt2.c uses 0.999)
+  float eps = 1e-8f;             // --eps: AdamW denominator epsilon
   float grad_clip = 1.0f;        // --grad-clip: global-norm clip; 0 = off
   // hardware and distribution
   std::string device = "cpu";    // --device: cpu | cuda

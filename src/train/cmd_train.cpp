@@ -18,8 +18,11 @@ int cmd_train(int argc, char** argv) {
   TrainConfig c;
   CLI::App app("Train a GPT-2 model (data-parallel under mpirun/srun).", "train");
   app.add_option("--data", c.data_dir, "directory of *train*.bin / *val*.bin token shards (default: built-in KJV corpus)");
+  app.add_option("--tokenizer", c.tokenizer,
+                 "byte | gpt2: without --data, the built-in corpus tokenized so (default byte); with --data, must "
+                 "match the data's tokenizer.json");
   app.add_option("--model", c.model, "preset: tiny | d6 | d12 (GPT-2 124M) | d24 | d36 | d48")->capture_default_str();
-  app.add_option("--init-from", c.init_from, "start from an llm.c model file (magic 20240326, fp32)");
+  app.add_option("--init-from", c.init_from, "start from an llm.c model file (magic 20240326; fp32 version 3 or bf16 version 5)");
   app.add_option("--batch", c.batch, "sequences per rank per micro-step")->capture_default_str();
   app.add_option("--seq", c.seq, "tokens per sequence (default: the model's context)");
   app.add_option("--grad-accum", c.grad_accum, "micro-steps per optimizer step")->capture_default_str();
@@ -28,6 +31,10 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--warmup", c.warmup, "linear warmup steps (default: steps/20, at most 700)");
   app.add_option("--min-lr-frac", c.min_lr_frac, "cosine decay ends at lr * this")->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay (2-D weights only)")->capture_default_str();
+  app.add_option("--beta1", c.beta1, "AdamW first-moment decay, in [0, 1)")->capture_default_str();
+  app.add_option("--beta2", c.beta2, "AdamW second-moment decay, in [0, 1) (llm.c's train_gpt2.c uses 0.999)")
+      ->capture_default_str();
+  app.add_option("--eps", c.eps, "AdamW epsilon added to the denominator (> 0)")->capture_default_str();
   app.add_option("--grad-clip", c.grad_clip, "clip the global gradient norm to this (0: off)")->capture_default_str();
   app.add_option("--device", c.device, "cpu | cuda (cuBLASLt is found at run time; MC_CUBLASLT_LIB=FILE|DIR overrides)")
       ->capture_default_str();

@@ -37,7 +37,8 @@ double seconds_since(clock_t_::time_point t0) {
   return std::chrono::duration<double>(clock_t_::now() - t0).count();
 }
 nlohmann::json config_json(const TrainConfig& c) {
-  return {{"data", c.data_dir},   {"model", c.init_from.empty() ? c.model : std::string()}, {"init_from", c.init_from},
+  return {{"data", c.data_dir},   {"tokenizer", c.tokenizer},
+          {"model", c.init_from.empty() ? c.model : std::string()}, {"init_from", c.init_from},
           {"batch", c.batch},     {"seq", c.seq},               {"grad_accum", c.grad_accum},
           {"steps", c.steps},     {"lr", c.lr},                 {"warmup", c.warmup},
           {"min_lr_frac", c.min_lr_frac}, {"weight_decay", c.weight_decay}, {"beta1", c.beta1},
@@ -72,7 +73,15 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
   MC_REQUIRE(c.grad_accum > 0, "--grad-accum %d: must be positive", c.grad_accum);
   MC_REQUIRE(c.steps > 0, "--steps %d: must be positive", c.steps);
   MC_REQUIRE(c.lr > 0 && std::isfinite(c.lr), "--lr %g: must be a positive number", double(c.lr));
-  MC_REQUIRE(c.weight_decay >= 0, "--weight-decay %g: must be >= 0", double(c.weight_decay));
+  MC_REQUIRE(c.weight_decay >= 0 && std::isfinite(c.weight_decay), "--weight-decay %g: must be a number >= 0",
+             double(c.weight_decay));
+  // beta = 1 would freeze a moment at zero (and divide by zero in the bias correction); the negated
+  // form also refuses NaN.
+  MC_REQUIRE(c.beta1 >= 0 && c.beta1 < 1, "--beta1 %g: must be in [0, 1)", double(c.beta1));
+  MC_REQUIRE(c.beta2 >= 0 && c.beta2 < 1, "--beta2 %g: must be in [0, 1)", double(c.beta2));
+  MC_REQUIRE(c.eps > 0 && std::isfinite(c.eps), "--eps %g: must be a positive number", double(c.eps));
+  MC_REQUIRE(c.tokenizer.empty() || c.tokenizer == "byte" || c.tokenizer == "gpt2",
+             "--tokenizer %s: must be byte or gpt2", c.tokenizer.c_str());
   MC_REQUIRE(c.grad_clip >= 0, "--grad-clip %g: must be >= 0", double(c.grad_clip));
   MC_REQUIRE(c.min_lr_frac >= 0 && c.min_lr_frac <= 1, "--min-lr-frac %g: must be in [0, 1]", double(c.min_lr_frac));
   MC_REQUIRE(c.zero == 0 || c.zero == 1, "--zero %d: must be 0 or 1", c.zero);
@@ -90,8 +99,19 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
              c.peak_tflops);
   MC_REQUIRE(c.ckpt_keep >= 0, "--ckpt-keep %d: must be >= 0 (0 keeps all)", c.ckpt_keep);
   if (c.warmup < 0) c.warmup = std::min(700, c.steps / 20);
-  if (c.data_dir.empty()) c.data_dir = default_data_dir();
-  p.data = open_data_dir(c.data_dir);
+  if (c.data_dir.empty()) {
+    c.data_dir = default_data_dir(c.tokenizer.empty() ? "byte" : c.tokenizer);
+    p.data = open_data_dir(c.data_dir);
+  } else {
+    p.data = open_data_dir(c.data_dir);
+    // An explicit --tokenizer that contradicts the data is a mistake (training GPT-2 tokens as bytes, or
+    // the reverse, would fail later or silently train the wrong thing), not something to ignore.
+    MC_REQUIRE(c.tokenizer.empty() || c.tokenizer == p.data.tokenizer,
+               "--tokenizer %s: --data %s holds %s tokens (vocabulary %d); drop --tokenizer or prepare the data "
+               "with it",
+               c.tokenizer.c_str(), c.data_dir.c_str(), p.data.tokenizer.c_str(), p.data.vocab_size);
+  }
+  c.tokenizer = p.data.tokenizer;  // resolved: the printed config and checkpoints say what was trained on
 
   if (!c.init_from.empty()) {
     LlmcModel m = read_llmc_model(c.init_from);
@@ -417,6 +437,35 @@ double Trainer::validate() {
   return count > 0 ? sum / count : NAN;
 }
 
+std::string format_duration(double s) {
+  if (!std::isfinite(s)) return "?";
+  s = std::max(0.0, s);
+  const long long r = std::llround(s);
+  if (r < 60) return strfmt("%llds", r);
+  if (r < 3600) return strfmt("%lldm%02llds", r / 60, r % 60);
+  const long long m = std::llround(s / 60);  // minutes, rounded once so that 59.6 min reads 1h00m
+  if (m < 24 * 60) return strfmt("%lldh%02lldm", m / 60, m % 60);
+  const long long h = std::llround(s / 3600);
+  return strfmt("%lldd%02lldh", h / 24, h % 24);
+}
+
+// Note [ETA]
+// The time left is (steps left) x (the mean wall time per step since the warm-up). The first two steps
+// a process runs (first touches of memory, the thread pool starting, cuBLAS choosing algorithms) are
+// left out as soon as a later step has been measured: up to the third step the estimate rests on the
+// latest step alone, from the fourth on it is the mean from the third. Wall time between step lines, not the step's own ms: the validation and checkpoint
+// time of the steps so far is included, spread over them, so the estimate says when the run will end,
+// and the mean absorbs the jumps that a validation every N steps gives single steps. After a resume
+// the mean starts afresh (this process's steps only); the percentage is of the whole run.
+void Trainer::estimate_time_left(StepMetrics& m, double elapsed) {
+  ++steps_run_;
+  if (steps_run_ <= 2) eta_marks_[steps_run_] = elapsed;
+  const int skip = std::min(2, steps_run_ - 1);
+  const double per_step = (elapsed - eta_marks_[skip]) / double(steps_run_ - skip);
+  m.elapsed_s = elapsed;
+  m.eta_s = double(cfg_.steps - step_) * per_step;
+}
+
 void Trainer::log_step(const StepMetrics& m) {
   const double exposed = m.ms > 0 ? m.comm_ms / m.ms : 0;
   if (!cfg_.quiet && (m.step % cfg_.log_every == 0 || m.step == cfg_.steps || !std::isnan(m.val_loss))) {
@@ -424,7 +473,7 @@ void Trainer::log_step(const StepMetrics& m) {
                 cfg_.steps, m.loss, m.lr, m.grad_norm, m.ms, m.tokens_per_s, 100.0 * m.mfu);
     if (R_ > 1) std::printf(" | comm exposed %.1f ms (%.0f%%)", m.comm_ms, 100.0 * exposed);
     if (!std::isnan(m.val_loss)) std::printf(" | val %.4f", m.val_loss);
-    std::printf("\n");
+    std::printf(" | %d%% eta %s\n", int(100.0 * m.step / cfg_.steps), format_duration(m.eta_s).c_str());
     std::fflush(stdout);
   }
   if (metrics_) {
@@ -462,7 +511,9 @@ void Trainer::log_step(const StepMetrics& m) {
                         {"padded_vocab", mcfg_.padded_vocab_size},
                         {"max_seq_len", mcfg_.max_seq_len},
                         {"peak_tflops", peak_flops_ / 1e12},
-                        {"omp_threads", omp_get_max_threads()}};
+                        {"omp_threads", omp_get_max_threads()},
+                        {"elapsed_s", m.elapsed_s},
+                        {"eta_s", m.eta_s}};
     if (!std::isnan(m.val_loss)) j["val_loss"] = m.val_loss;
     // A full disk must not end the run (checkpoints may live elsewhere), nor go unnoticed: warn once.
     const bool ok = std::fprintf(metrics_, "%s\n", j.dump().c_str()) >= 0 && std::fflush(metrics_) == 0;
@@ -479,6 +530,7 @@ TrainResult Trainer::run() {
   TrainResult res;
   res.start_step = step_;
   auto t_work = clock_t_::now();
+  const auto t_run = t_work;
   while (step_ < cfg_.steps) {
     watchdog_phase(strfmt("step %d", step_ + 1));
     StepMetrics m = train_step();
@@ -487,6 +539,7 @@ TrainResult Trainer::run() {
       watchdog_phase(strfmt("validation after step %d", step_));
       m.val_loss = validate();
     }
+    estimate_time_left(m, seconds_since(t_run));
     log_step(m);
     res.steps.push_back(m);
     if (R_ > 1 && cfg_.check_every > 0 && (step_ % cfg_.check_every == 0 || last)) {
@@ -648,6 +701,34 @@ std::string Trainer::save(bool required) {
   return ok ? path : "";
 }
 
+// Note [Changed hyperparameters on resume]
+// --resume continues a run with the flags given now: like --lr or --steps, the AdamW flags (--beta1,
+// --beta2, --eps, --weight-decay) may change, and the new values apply from the resumed step on, to the
+// moments m and v that the checkpoint holds (the bias correction 1 - beta^t then uses the new beta with
+// the old t: exact only if beta is unchanged, and close to 1 either way once t is in the hundreds).
+// Since that changes the optimizer a run was started with, rank 0 says so on stderr, naming each flag
+// and both values. Checkpoints carry the flags in "config"; an entry that is absent or not a number is
+// not compared (the metadata is input: Note [Checkpoint metadata is input]).
+namespace {
+void warn_changed_optimizer(const nlohmann::json& meta, int step, const TrainConfig& c) {
+  const auto cfg = meta.find("config");
+  if (cfg == meta.end() || !cfg->is_object()) return;
+  const std::pair<const char*, float> now[] = {
+      {"beta1", c.beta1}, {"beta2", c.beta2}, {"eps", c.eps}, {"weight_decay", c.weight_decay}};
+  for (const auto& [key, value] : now) {
+    const auto it = cfg->find(key);
+    if (it == cfg->end() || !it->is_number()) continue;
+    const double was = it->get<double>();
+    if (float(was) == value) continue;
+    std::string flag = std::string("--") + key;
+    for (char& ch : flag) ch = ch == '_' ? '-' : ch;
+    std::fprintf(stderr,
+                 "warning: --resume: %s is %g; the checkpoint was trained with %g (it applies from step %d on)\n",
+                 flag.c_str(), double(value), was, step + 1);
+  }
+}
+}  // namespace
+
 // Resumes from the newest checkpoint in --ckpt-dir that loads and verifies; any newer one that does
 // not (corrupt bytes, invalid metadata, unreadable, another model or batch) is reported with its reason
 // and skipped. Every rank reads the file itself (shared storage), and the ranks check they agree.
@@ -712,8 +793,11 @@ bool Trainer::try_resume() {
     ops_.upload(v_.get(), ck.get("adam_v").data() + shard_begin_, sn * sizeof(float));
   });
   const int ws = ck.meta.at("world_size").get<int>();
-  if (!cfg_.quiet)
+  if (!cfg_.quiet) {
     std::printf("resumed from %s (step %d, written by %d rank%s)\n", ck.path.c_str(), step_, ws, ws == 1 ? "" : "s");
+    std::fflush(stdout);  // the warnings below come after this line
+    warn_changed_optimizer(ck.meta, step_, cfg_);
+  }
   return true;
 }
 

@@ -39,7 +39,12 @@ struct StepMetrics {
   // up to clock reads. comm_ms is the exposed communication (GradSync::finish()).
   double data_ms = 0, fwd_bwd_ms = 0, opt_ms = 0;
   double val_loss = NAN;
+  // Wall seconds since this process's run() began, and the estimated seconds left (Note [ETA]).
+  double elapsed_s = 0, eta_s = 0;
 };
+
+// A duration for humans: "42s", "3m20s", "2h05m", "3d04h" (rounded to what is shown); "?" if not finite.
+std::string format_duration(double seconds);
 
 struct TrainResult {
   std::vector<StepMetrics> steps;  // the steps this run executed (not those before a resume)
@@ -122,6 +127,11 @@ class Trainer {
   bool metrics_failed_ = false;  // a write to --metrics failed (warned once; training goes on)
   RunDirLock ckpt_lock_;         // rank 0: the claim on --ckpt-dir (Note [Checkpoint directory])
   double peak_flops_ = 0, flops_per_token_ = 0;
+  // Note [ETA]: wall seconds since run() began at which this process's first and second steps were ready
+  // to log (index 1, 2; index 0 is the start), and how many steps this process has run.
+  double eta_marks_[3] = {0, 0, 0};
+  int steps_run_ = 0;
+  void estimate_time_left(StepMetrics& m, double elapsed_s);
 };
 
 }  // namespace mc

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/plot.py simulate: the PNGs drawn from `minicolossus simulate --json`, and bad input refused with
-# exit 2 and one line, without waiting on a FIFO. Skipped (77) where Debian's python3 has no matplotlib.
+# scripts/plot.py simulate and metrics: the PNGs drawn from `minicolossus simulate --json` and from the
+# --metrics files of real training runs, and bad input refused with exit 2 and one line (naming the file
+# and line), without waiting on a FIFO. Skipped (77) where Debian's python3 has no matplotlib.
 source "$(dirname "$0")/lib.bash"
 PLOT="$(cd "$(dirname "$0")/../.." && pwd)/scripts/plot.py"
 PY=/usr/bin/python3
@@ -27,4 +28,55 @@ echo '{"rows": []}' >empty.json
 PATTERN='empty.json'; expect_plot_usage "no rows" simulate empty.json --out figs2
 mkfifo fifo
 PATTERN='fifo'; expect_plot_usage "a FIFO" simulate fifo --out figs2
+
+# ---- metrics: two tiny training runs (different learning rates), and a copy of one that claims 2 ranks
+# with exposed communication (the comm figure's other branch)
+# valid_png FILE: PNG signature, at least 10 kB, and at least 800 x 500 pixels (IHDR)
+valid_png() {
+  [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && [ "$(stat -c %s "$1")" -gt 10000 ] &&
+    [ "$(od -An -tu1 -j16 -N8 "$1" | awk '{print ($3 * 256 + $4 >= 800 && $7 * 256 + $8 >= 500)}')" = 1 ]
+}
+make_data
+R=(train --data data --batch 2 --seq 32 --steps 8 --val-every 4 --val-seqs 4 --ckpt-dir "")
+"$MC" "${R[@]}" --metrics run_a.jsonl >ta.txt 2>&1 && "$MC" "${R[@]}" --lr 3e-3 --metrics run_b.jsonl >tb.txt 2>&1 \
+  || { fail "training runs: $(tail -2 ta.txt tb.txt)"; finish; }
+"$PY" - <<'PY'
+import json
+with open("run_a.jsonl") as f, open("run_2r.jsonl", "w") as g:
+    for line in f:
+        r = json.loads(line)
+        r.update(ranks=2, comm_exposed_ms=0.25 * r["ms"])
+        g.write(json.dumps(r) + "\n")
+PY
+if "$PY" "$PLOT" metrics run_a.jsonl run_b.jsonl run_2r.jsonl --label "lr 1e-3" --label "lr 3e-3" --label "2 ranks" \
+    --out mfigs >paths.txt 2>err.txt; then
+  n=0
+  for f in mfigs/loss.png mfigs/throughput.png mfigs/comm.png; do valid_png "$f" && n=$((n + 1)); done
+  [ "$n" -eq 3 ] && [ "$(wc -l <paths.txt)" -eq 3 ] && pass "metrics: 3 PNG files: $(tr '\n' ' ' <paths.txt)" \
+    || fail "metrics: $n valid PNGs, printed: $(cat paths.txt)"
+  ls mfigs | grep -q tmp && fail "metrics: a temporary file left in --out: $(ls mfigs)"
+else
+  fail "plot.py metrics: $(cat err.txt)"
+fi
+# one run, wall time on x; its directory is the default --out
+mkdir -p one && cp run_a.jsonl one/
+"$PY" "$PLOT" metrics one/run_a.jsonl --x time >paths.txt 2>err.txt && valid_png one/loss.png &&
+  valid_png one/comm.png \
+  && pass "metrics --x time, default --out" || fail "metrics --x time: $(cat err.txt)"
+
+PATTERN='missing.jsonl'; expect_plot_usage "metrics: missing file" metrics run_a.jsonl missing.jsonl --out m2
+: >empty.jsonl
+PATTERN='empty.jsonl: no metrics'; expect_plot_usage "metrics: empty file" metrics empty.jsonl --out m2
+{ head -2 run_a.jsonl; echo '{"step": 3, "loss": 2.0,'; } >trunc.jsonl
+PATTERN='trunc.jsonl:3: not JSON'; expect_plot_usage "metrics: truncated line" metrics trunc.jsonl --out m2
+echo '{"step": 1, "lr": 0.001}' >nokeys.jsonl
+PATTERN='nokeys.jsonl:1: lacks loss'; expect_plot_usage "metrics: no loss key" metrics nokeys.jsonl --out m2
+echo '{"step": 1, "loss": "high", "tokens_per_s": 1, "mfu": 0}' >str.jsonl
+PATTERN='str.jsonl:1: loss'; expect_plot_usage "metrics: a string loss" metrics str.jsonl --out m2
+PATTERN='sim.json: one JSON document'; expect_plot_usage "metrics: a simulate file" metrics sim.json --out m2
+PATTERN='mfigs: a directory'; expect_plot_usage "metrics: a directory" metrics mfigs --out m2
+PATTERN='fifo'; expect_plot_usage "metrics: a FIFO" metrics run_a.jsonl fifo --out m2
+PATTERN='--label'; expect_plot_usage "metrics: --label count" metrics run_a.jsonl run_b.jsonl --label a --out m2
+PATTERN='--out run_b.jsonl'; expect_plot_usage "metrics: --out a file" metrics run_a.jsonl --out run_b.jsonl
+[ ! -e m2 ] && pass "no output directory after bad input" || fail "m2 created on bad input: $(ls m2)"
 finish
