@@ -320,8 +320,11 @@ void GPT2::backward(const std::function<void(size_t)>& on_ready) {
 
 std::vector<float> GPT2::logits_at(int b, int pos) const {
   MC_CHECK(b < cur_b_ && pos < cur_t_, "b=%d pos=%d", b, pos);
+  return logits_row(size_t(b) * cur_t_ + pos);
+}
+
+std::vector<float> GPT2::logits_row(size_t row) const {
   const DType at = ops_.act_dtype();
-  const size_t row = size_t(b) * cur_t_ + pos;
   const int V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size;
   std::vector<float> out(V);
   if (at == DType::F32) {
@@ -332,6 +335,66 @@ std::vector<float> GPT2::logits_at(int b, int pos) const {
     for (int i = 0; i < V; ++i) out[i] = bf16_to_f32(h[i]);
   }
   return out;
+}
+
+// Note [KV cache]
+// Sampling appends one token at a time, and in a causal model the keys and values of earlier
+// positions never change: forward_cached() keeps them per layer (L x max_seq x 2C, act dtype) and
+// computes only the new positions' rows, whose attention reads the cached keys and values
+// (Ops::attention_decode). Every other op is row-wise, so the new rows need nothing else of the
+// earlier positions; and only the last row's logits are computed (with GPT-2's vocabulary the
+// classifier, 50304 x C, is the largest matmul). The rows' activations reuse the layer-0 slabs of
+// forward()'s buffers as scratch (no backward follows), so the only new memory is the cache itself,
+// allocated on first use so that memory_bytes() (the trainer's plan) is unchanged.
+// Numerics: the same ops run on the same values (attention_decode shares attention_forward's row
+// code), except that the matmuls see t rows instead of the whole context, and BLAS sums in another
+// order for another row count (the cpu ops use sgemv for one row): the logits agree with forward()'s
+// to ~1e-6 relative, not bit for bit (Note [Cached tokens] in generate.cpp says what this means for
+// the sampled tokens). Learned positions cannot shift, so a full cache (max_seq positions) cannot
+// slide: the caller resets it and re-runs the last window.
+std::vector<float> GPT2::forward_cached(const int* tokens, int t) {
+  MC_CHECK(ops_.supports_kv_cache(), "the %s ops have no KV cache (attention_decode)", ops_.name().c_str());
+  MC_CHECK(t > 0 && int64_t(kv_len_) + t <= T_, "t=%d with %d cached (max %d)", t, kv_len_, T_);
+  for (int i = 0; i < t; ++i)
+    MC_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token %d outside [0, %d)", tokens[i], cfg_.vocab_size);
+  const DType at = ops_.act_dtype();
+  const int C = cfg_.channels, NH = cfg_.num_heads, L = cfg_.num_layers, Vp = cfg_.padded_vocab_size;
+  const size_t slab = size_t(T_) * C;  // one layer of the cache, in elements
+  if (!kcache_.get()) {
+    kcache_ = Buffer(ops_, size_t(L) * slab * dtype_size(at));
+    vcache_ = Buffer(ops_, size_t(L) * slab * dtype_size(at));
+  }
+  cur_b_ = cur_t_ = 0;  // forward()'s activations are gone: logits_at() and backward() now refuse
+  have_dlogits_ = false;
+  const int T0 = kv_len_;
+  ops_.upload(inputs_.get(), tokens, size_t(t) * sizeof(int));
+  Ptr P = params();
+  auto W = [&](const std::string& n) { return P.at(layout_.find(n).offset); };
+  auto A = [&](const Buffer& buf) { return buf.ptr(at); };  // layer-0 slab, reused by every layer
+
+  ops_.encoder_forward(A(encoded_), inputs_.i32(), W("wte"), W("wpe").at(size_t(T0) * C), 1, t, C);
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    Ptr x = l == 0 ? A(encoded_) : A(residual3_);
+    ops_.layernorm_forward(A(ln1_), ln1_mean_.f32(), ln1_rstd_.f32(), x, W(p + "ln1w"), W(p + "ln1b"), t, C);
+    ops_.matmul_forward(A(qkv_), A(ln1_), W(p + "qkvw"), W(p + "qkvb"), t, C, 3 * C);
+    ops_.attention_decode(A(atty_), kcache_.ptr(at).at(l * slab), vcache_.ptr(at).at(l * slab), A(qkv_), T0, t, T_,
+                          C, NH);
+    ops_.matmul_forward(A(attproj_), A(atty_), W(p + "attprojw"), W(p + "attprojb"), t, C, C);
+    ops_.residual_forward(A(residual2_), x, A(attproj_), size_t(t) * C);
+    ops_.layernorm_forward(A(ln2_), ln2_mean_.f32(), ln2_rstd_.f32(), A(residual2_), W(p + "ln2w"), W(p + "ln2b"), t,
+                           C);
+    ops_.matmul_forward(A(fch_), A(ln2_), W(p + "fcw"), W(p + "fcb"), t, C, 4 * C);
+    ops_.gelu_forward(A(fch_gelu_), A(fch_), size_t(t) * 4 * C);
+    ops_.matmul_forward(A(fcproj_), A(fch_gelu_), W(p + "fcprojw"), W(p + "fcprojb"), t, 4 * C, C);
+    // x (residual3 for l > 0) is dead once residual2 exists, so residual3 can be overwritten
+    ops_.residual_forward(A(residual3_), A(residual2_), A(fcproj_), size_t(t) * C);
+  }
+  ops_.layernorm_forward(A(lnf_), lnf_mean_.f32(), lnf_rstd_.f32(), A(residual3_).at(size_t(t - 1) * C), W("lnf.w"),
+                         W("lnf.b"), 1, C);
+  ops_.matmul_forward(A(logits_), A(lnf_), W("wte"), Ptr(), 1, C, Vp);
+  kv_len_ += t;
+  return logits_row(0);
 }
 
 }  // namespace mc

@@ -98,6 +98,19 @@ class GPT2 {
   // Logits of position pos of row b of the last forward, as fp32 host values (V of them).
   std::vector<float> logits_at(int b, int pos) const;
 
+  // ---- KV cache: one sequence, position by position (Note [KV cache] in gpt2.cpp) ----
+  // Whether the ops implement attention_decode (the cpu ops do; otherwise sampling recomputes).
+  bool kv_cache_supported() const { return ops_.supports_kv_cache(); }
+  // Forgets the cached positions: the next forward_cached() starts at position 0.
+  void kv_reset() { kv_len_ = 0; }
+  int kv_len() const { return kv_len_; }  // positions cached so far
+  // Runs tokens[0..t) at positions kv_len() .. kv_len()+t-1 of one sequence (kv_len() + t <= max_seq();
+  // every token < vocab_size), appending their keys and values to the cache, and returns the logits
+  // of the last of them (vocab_size fp32 values). The first call allocates the cache (L x max_seq x
+  // 2C act-dtype values, not counted in memory_bytes()). It reuses forward()'s activation buffers, so
+  // logits_at() and backward() refuse until the next forward().
+  std::vector<float> forward_cached(const int* tokens, int t);
+
  private:
   static std::vector<std::pair<Buffer GPT2::*, size_t>> buffer_plan(const ModelConfig& cfg, size_t num_params, int B,
                                                                     int T, DType act_dtype);
@@ -114,6 +127,11 @@ class GPT2 {
       losses_, inputs_, targets_;
   // gradient scratch (act dtype), reused across layers
   Buffer dres_, dbuf_c_, dbuf_3c_, dbuf_4c_, dbuf_4c2_, dlnf_;
+  // KV cache (allocated by the first forward_cached()): layer l's keys/values of position p at
+  // element (l * T_ + p) * C
+  Buffer kcache_, vcache_;
+  int kv_len_ = 0;
+  std::vector<float> logits_row(size_t row) const;  // row of logits_ as fp32 host values (V of them)
 };
 
 }  // namespace mc

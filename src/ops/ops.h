@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "core/errors.h"
 
 namespace mc {
 
@@ -97,6 +98,20 @@ class Ops {
   // dqkv = gradient w.r.t. qkv ("="), from dout, the forward's inputs and outputs and lse.
   virtual void attention_backward(Ptr dqkv, Ptr dout, Ptr qkv, Ptr out, const float* lse, int B, int T,
                                   int C, int NH) = 0;
+
+  // Incremental attention for sampling with a KV cache (Note [KV cache] in src/model/gpt2.cpp), one
+  // sequence: qkv(t,3C) holds the rows of positions T0..T0+t-1. Their keys and values are first
+  // written into kcache/vcache (maxT x C each, row = position), then out(t,C) receives row i of
+  // causal attention of query i over the cached positions 0..T0+i, with the same numerics as
+  // attention_forward (scale 1/sqrt(hs), softmax with max subtraction). Needs T0 + t <= maxT.
+  // Backends without it keep the default (supports_kv_cache() false; the call throws), and sampling
+  // then recomputes the whole context.
+  virtual bool supports_kv_cache() const { return false; }
+  virtual void attention_decode(Ptr out, Ptr kcache, Ptr vcache, Ptr qkv, int T0, int t, int maxT, int C,
+                                int NH) {
+    (void)out, (void)kcache, (void)vcache, (void)qkv, (void)T0, (void)t, (void)maxT, (void)C, (void)NH;
+    throw RuntimeError(name() + " ops: attention_decode (KV cache) is not implemented");
+  }
 
   // Softmax cross-entropy over logits(N,Vp) of which the first V columns are real.
   // losses[i] = -log softmax(logits[i])[targets[i]] (fp32, N values).

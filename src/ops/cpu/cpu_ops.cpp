@@ -325,6 +325,12 @@ class CpuOps final : public Ops {
       for (int n = 0; n < N; ++n) std::memcpy(out + int64_t(n) * OC, bias, size_t(OC) * sizeof(float));
       beta = 1.0f;
     }
+    // One row (sampling with the KV cache): OpenBLAS 0.3.21's sgemm still packs w for it, which makes
+    // it 5-10x slower than sgemv on GPT-2's shapes. out(OC) = w(OC,C) inp(C).
+    if (N == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, beta, out, 1);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
   }
 
@@ -411,6 +417,35 @@ class CpuOps final : public Ops {
     }
   }
 
+  // One query row of one head: o(hs) = softmax(scale * q . k_j, j <= i) weighted sum of v_j, where the
+  // keys are kt (transposed, row stride T) and value j is at v + j * vstride. Returns the row's
+  // log-sum-exp. att is scratch of >= i + 1 floats. attention_forward and attention_decode both call
+  // this, so a cached row is computed with exactly the same operations as the full-context row.
+  static float attend_row(float* o, float* att, const float* q, const float* kt, const float* v, int64_t vstride,
+                          int i, int T, int hs, float scale) {
+    scores_row(att, q, kt, i, T, hs);
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j <= i; ++j) mx = std::max(mx, att[j]);
+    mx *= scale;  // scale > 0, so the max commutes with scaling
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= i; ++j) {
+      const float e = vexp(att[j] * scale - mx);
+      att[j] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int d = 0; d < hs; ++d) o[d] = 0;
+    for (int j = 0; j <= i; ++j) {
+      const float* vj = v + j * vstride;
+      const float p = att[j] * inv;
+#pragma omp simd
+      for (int d = 0; d < hs; ++d) o[d] += p * vj[d];
+    }
+    return mx + std::log(sum);
+  }
+
   void attention_forward(Ptr out_, float* lse, Ptr qkv_, int B, int T, int C, int NH) override {
     float* out = F(out_);
     const float* qkv = F(qkv_);
@@ -427,30 +462,43 @@ class CpuOps final : public Ops {
           const float* base = qkv + int64_t(b) * T * C3 + int64_t(h) * hs;
           gather_transposed(kt.data(), base + C, T, hs, C3);
           for (int i = 0; i < T; ++i) {
-            scores_row(att.data(), base + i * C3, kt.data(), i, T, hs);
-            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-            for (int j = 0; j <= i; ++j) mx = std::max(mx, att[j]);
-            mx *= scale;  // scale > 0, so the max commutes with scaling
-            float sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= i; ++j) {
-              const float e = vexp(att[j] * scale - mx);
-              att[j] = e;
-              sum += e;
-            }
-            const float inv = 1.0f / sum;
             float* o = out + (int64_t(b) * T + i) * C + int64_t(h) * hs;
-            for (int d = 0; d < hs; ++d) o[d] = 0;
-            for (int j = 0; j <= i; ++j) {
-              const float* v = base + j * C3 + 2 * C;
-              const float p = att[j] * inv;
-#pragma omp simd
-              for (int d = 0; d < hs; ++d) o[d] += p * v[d];
-            }
-            lse[(int64_t(b) * NH + h) * T + i] = mx + std::log(sum);
+            lse[(int64_t(b) * NH + h) * T + i] =
+                attend_row(o, att.data(), base + i * C3, kt.data(), base + 2 * C, C3, i, T, hs, scale);
           }
         }
+      }
+    }
+  }
+
+  bool supports_kv_cache() const override { return true; }
+
+  // Appends the new rows' keys and values to the cache, then attends each new query over the cache.
+  // One task per head (the rows of a head share its transposed keys).
+  void attention_decode(Ptr out_, Ptr kcache_, Ptr vcache_, Ptr qkv_, int T0, int t, int maxT, int C,
+                        int NH) override {
+    float* out = F(out_);
+    float* kc = F(kcache_);
+    float* vc = F(vcache_);
+    const float* qkv = F(qkv_);
+    MC_CHECK(C % NH == 0, "attention: C=%d not divisible by NH=%d", C, NH);
+    MC_CHECK(T0 >= 0 && t > 0 && int64_t(T0) + t <= maxT, "attention_decode: T0=%d t=%d maxT=%d", T0, t, maxT);
+    const int hs = C / NH, Tk = T0 + t;
+    const int64_t C3 = 3 * int64_t(C);
+    const float scale = 1.0f / std::sqrt(float(hs));
+    for (int i = 0; i < t; ++i) {
+      std::memcpy(kc + (int64_t(T0) + i) * C, qkv + i * C3 + C, size_t(C) * sizeof(float));
+      std::memcpy(vc + (int64_t(T0) + i) * C, qkv + i * C3 + 2 * C, size_t(C) * sizeof(float));
+    }
+#pragma omp parallel
+    {
+      std::vector<float> att(static_cast<size_t>(Tk)), kt(size_t(Tk) * size_t(hs));
+#pragma omp for schedule(static)
+      for (int h = 0; h < NH; ++h) {
+        gather_transposed(kt.data(), kc + int64_t(h) * hs, Tk, hs, C);
+        for (int i = 0; i < t; ++i)
+          attend_row(out + int64_t(i) * C + int64_t(h) * hs, att.data(), qkv + i * C3 + int64_t(h) * hs, kt.data(),
+                     vc + int64_t(h) * hs, C, T0 + i, Tk, hs, scale);
       }
     }
   }
