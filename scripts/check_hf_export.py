@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Checks `minicolossus export --format hf` against the same checkpoint's llm.c export and `eval`.
 
   python3 scripts/check_hf_export.py --mc build/minicolossus --ckpt CKPT --data DIR --work SCRATCH [--max-seqs N]
@@ -189,6 +189,9 @@ def main():
     out = subprocess.run([a.mc, "eval", "--ckpt", a.ckpt, "--data", a.data, "--max-seqs", str(a.max_seqs)],
                          check=True, capture_output=True, text=True).stdout
     m = re.search(r"val_loss ([0-9.]+) \((\d+) sequences of (\d+) tokens", out)
+    if not m:
+        check(False, f"eval's output has a val_loss line: {out.strip()[:200]!r}")
+        sys.exit(1)
     ev, K, T = float(m.group(1)), int(m.group(2)), int(m.group(3))
     seqs = val_sequences(a.data, T, K)
     nl = numpy_loss(w, cfg, seqs)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Cross-checks minicolossus's GPT-2 tokenizer against tiktoken, live, and compares their speed.
 
 Both tokenizers get the same ranks file (gpt2.tiktoken, from scripts/setup.sh) and GPT-2's pattern;
@@ -70,11 +70,16 @@ def load_encoding(ranks_path):
     import tiktoken  # noqa: imported late, after --tiktoken-path
 
     ranks = {}
-    with open(ranks_path, "rb") as f:
-        for line in f:
-            if line.strip():
-                tok, rank = line.split()
-                ranks[base64.b64decode(tok)] = int(rank)
+    try:
+        with open(ranks_path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    tok, rank = line.split()
+                    ranks[base64.b64decode(tok, validate=True)] = int(rank)
+    except OSError as e:
+        die(f"{ranks_path}: cannot read it ({e.strerror})")
+    except ValueError:  # binascii.Error is a ValueError, so is a line without two fields
+        die(f"{ranks_path}:{n}: not '<base64 token> <rank>' (want tiktoken's gpt2.tiktoken)")
     enc = tiktoken.Encoding("gpt2-local", pat_str=PATTERN, mergeable_ranks=ranks,
                             special_tokens={"<|endoftext|>": EOT})
     return enc, {r: t for t, r in ranks.items()}, tiktoken.__version__
@@ -88,8 +93,17 @@ def read_shard(path):
     return list(struct.unpack(f"<{n}H", data[1024:1024 + 2 * n]))
 
 
+def bible(verses):
+    """The King James text of `verses` from Debian's bible-kjv, as bytes."""
+    try:
+        return subprocess.run(["bible", verses], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        die(f"`bible {verses}` failed ({e}): install bible-kjv (scripts/setup.sh) or pass --text FILE")
+
+
 def mc_encode(mc, ranks_path, text_bytes, workdir):
-    """minicolossus's ids for text_bytes, and its tokenizing seconds (from prepare's report)."""
+    """minicolossus's ids for text_bytes, and its tokenizing speed in MB/s (from prepare's report, which
+    computes it from the unrounded time: the seconds it prints read 0.00 on small inputs)."""
     src = os.path.join(workdir, "in.txt")
     out = os.path.join(workdir, "out")
     with open(src, "wb") as f:
@@ -99,7 +113,7 @@ def mc_encode(mc, ranks_path, text_bytes, workdir):
                        capture_output=True, text=True, env=env)
     if r.returncode != 0:
         die(f"minicolossus prepare failed ({r.returncode}): {r.stderr.strip()}", 1)
-    m = re.search(r"in ([0-9.]+) s", r.stdout)
+    m = re.search(r"([0-9.]+) MB/s\)", r.stdout)
     ids = read_shard(os.path.join(out, "train_000000.bin")) + read_shard(os.path.join(out, "val_000000.bin"))
     if not ids or ids[0] != EOT:
         die("prepare's shard does not start with <|endoftext|>", 1)
@@ -191,7 +205,7 @@ def main():
     enc, decode, version = load_encoding(args.ranks)
 
     if args.write_vectors:
-        kjv = subprocess.run(["bible", "Gen1:1-Gen1:31"], capture_output=True, text=True, check=True).stdout
+        kjv = bible("Gen1:1-Gen1:31").decode("utf-8")
         texts = dict(TRICKY, kjv_genesis_1=kjv)
         vec = [{"name": k, "text": v, "ids": enc.encode_ordinary(v)} for k, v in texts.items()]
         with open(args.write_vectors, "w", encoding="utf-8") as f:
@@ -203,10 +217,15 @@ def main():
     if not args.minicolossus:
         die("--minicolossus BIN is required")
     if args.text:
-        with open(args.text, "rb") as f:
-            corpus = f.read().decode("utf-8")
+        try:
+            with open(args.text, "rb") as f:
+                corpus = f.read().decode("utf-8")
+        except OSError as e:
+            die(f"--text {args.text}: cannot read it ({e.strerror})")
+        except UnicodeDecodeError as e:
+            die(f"--text {args.text}: not UTF-8 (byte {e.start}); tiktoken encodes text")
     else:
-        corpus = subprocess.run(["bible", "Gen1:1-Rev22:21"], capture_output=True, check=True).stdout.decode("utf-8")
+        corpus = bible("Gen1:1-Rev22:21").decode("utf-8")
 
     ok = True
     with tempfile.TemporaryDirectory() as work:
@@ -219,10 +238,10 @@ def main():
             t0 = time.perf_counter()
             want = enc.encode_ordinary(corpus)
             tt.append(time.perf_counter() - t0)
-        mct = []
+        mc_speed = []
         for _ in range(3):
-            got, secs = mc_encode(args.minicolossus, args.ranks, corpus.encode("utf-8"), work)
-            mct.append(secs)
+            got, speed = mc_encode(args.minicolossus, args.ranks, corpus.encode("utf-8"), work)
+            mc_speed.append(speed)
         i = first_mismatch(want, got)
         if i is None:
             print(f"ok   corpus: {len(want)} tokens, {mb:.2f} MB, byte-exact")
@@ -231,12 +250,14 @@ def main():
             print(f"FAIL corpus: first difference at token {i}: tiktoken {want[i:i + 8]}, minicolossus {got[i:i + 8]}")
         print(f"speed (one thread, best of 3, {mb:.2f} MB): tiktoken {version} encode_ordinary "
               f"{mb / min(tt):.1f} MB/s ({min(tt):.2f} s); minicolossus "
-              + (f"{mb / min(mct):.1f} MB/s ({min(mct):.2f} s)" if all(mct) else "(no timing in prepare's output)"))
+              + (f"{max(mc_speed):.1f} MB/s ({mb / max(mc_speed):.2f} s)" if all(mc_speed)
+                 else "(no speed in prepare's output)"))
         if not args.no_codepoints:
             bad = codepoint_check(enc, decode, args.minicolossus, args.ranks, work)
             if bad:
                 ok = False
-                print(f"FAIL code points: {len(bad)} lines differ: {ranges([c for c in bad if c >= 0])}"
+                cps = [c for c in bad if c >= 0]
+                print(f"FAIL code points: {len(cps)} lines differ: {ranges(cps)}"
                       + (" (and the streams lost alignment)" if -1 in bad else ""))
             else:
                 print("ok   code points: all 1,112,064 agree in letter/number/space/other contexts")

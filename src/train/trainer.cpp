@@ -82,7 +82,8 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
   MC_REQUIRE(c.eps > 0 && std::isfinite(c.eps), "--eps %g: must be a positive number", double(c.eps));
   MC_REQUIRE(c.tokenizer.empty() || c.tokenizer == "byte" || c.tokenizer == "gpt2",
              "--tokenizer %s: must be byte or gpt2", c.tokenizer.c_str());
-  MC_REQUIRE(c.grad_clip >= 0, "--grad-clip %g: must be >= 0", double(c.grad_clip));
+  MC_REQUIRE(c.grad_clip >= 0 && std::isfinite(c.grad_clip), "--grad-clip %g: must be a number >= 0 (0: off)",
+             double(c.grad_clip));
   MC_REQUIRE(c.min_lr_frac >= 0 && c.min_lr_frac <= 1, "--min-lr-frac %g: must be in [0, 1]", double(c.min_lr_frac));
   MC_REQUIRE(c.zero == 0 || c.zero == 1, "--zero %d: must be 0 or 1", c.zero);
   MC_REQUIRE(c.bucket_mb > 0 && c.bucket_mb <= 1e6, "--bucket-mb %g: must be a positive number of MiB (at most 1e6)",
@@ -99,18 +100,14 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
              c.peak_tflops);
   MC_REQUIRE(c.ckpt_keep >= 0, "--ckpt-keep %d: must be >= 0 (0 keeps all)", c.ckpt_keep);
   if (c.warmup < 0) c.warmup = std::min(700, c.steps / 20);
-  if (c.data_dir.empty()) {
-    c.data_dir = default_data_dir(c.tokenizer.empty() ? "byte" : c.tokenizer);
-    p.data = open_data_dir(c.data_dir);
-  } else {
-    p.data = open_data_dir(c.data_dir);
-    // An explicit --tokenizer that contradicts the data is a mistake (training GPT-2 tokens as bytes, or
-    // the reverse, would fail later or silently train the wrong thing), not something to ignore.
-    MC_REQUIRE(c.tokenizer.empty() || c.tokenizer == p.data.tokenizer,
-               "--tokenizer %s: --data %s holds %s tokens (vocabulary %d); drop --tokenizer or prepare the data "
-               "with it",
-               c.tokenizer.c_str(), c.data_dir.c_str(), p.data.tokenizer.c_str(), p.data.vocab_size);
-  }
+  if (c.data_dir.empty()) c.data_dir = default_data_dir(c.tokenizer.empty() ? "byte" : c.tokenizer);
+  p.data = open_data_dir(c.data_dir);
+  // An explicit --tokenizer that contradicts --data is a mistake (training GPT-2 tokens as bytes, or the
+  // reverse, would fail later or silently train the wrong thing), not something to ignore.
+  MC_REQUIRE(c.tokenizer.empty() || c.tokenizer == p.data.tokenizer,
+             "--tokenizer %s: --data %s holds %s tokens (vocabulary %d); drop --tokenizer or prepare the data "
+             "with it",
+             c.tokenizer.c_str(), c.data_dir.c_str(), p.data.tokenizer.c_str(), p.data.vocab_size);
   c.tokenizer = p.data.tokenizer;  // resolved: the printed config and checkpoints say what was trained on
 
   if (!c.init_from.empty()) {
@@ -438,7 +435,7 @@ double Trainer::validate() {
 }
 
 std::string format_duration(double s) {
-  if (!std::isfinite(s)) return "?";
+  if (!std::isfinite(s) || s > 1e15) return "?";  // 30 million years: beyond that llround may overflow
   s = std::max(0.0, s);
   const long long r = std::llround(s);
   if (r < 60) return strfmt("%llds", r);
@@ -453,10 +450,11 @@ std::string format_duration(double s) {
 // The time left is (steps left) x (the mean wall time per step since the warm-up). The first two steps
 // a process runs (first touches of memory, the thread pool starting, cuBLAS choosing algorithms) are
 // left out as soon as a later step has been measured: up to the third step the estimate rests on the
-// latest step alone, from the fourth on it is the mean from the third. Wall time between step lines, not the step's own ms: the validation and checkpoint
-// time of the steps so far is included, spread over them, so the estimate says when the run will end,
-// and the mean absorbs the jumps that a validation every N steps gives single steps. After a resume
-// the mean starts afresh (this process's steps only); the percentage is of the whole run.
+// latest step alone, from the fourth on it is the mean from the third. It is wall time between step
+// lines, not the step's own ms: the validation and checkpoint time of the steps so far is included,
+// spread over them, so the estimate says when the run will end, and the mean absorbs the jumps that a
+// validation every N steps gives single steps. After a resume the mean starts afresh (this process's
+// steps only, and elapsed_s restarts at 0); the percentage is of the whole run.
 void Trainer::estimate_time_left(StepMetrics& m, double elapsed) {
   ++steps_run_;
   if (steps_run_ <= 2) eta_marks_[steps_run_] = elapsed;
@@ -713,18 +711,24 @@ namespace {
 void warn_changed_optimizer(const nlohmann::json& meta, int step, const TrainConfig& c) {
   const auto cfg = meta.find("config");
   if (cfg == meta.end() || !cfg->is_object()) return;
-  const std::pair<const char*, float> now[] = {
-      {"beta1", c.beta1}, {"beta2", c.beta2}, {"eps", c.eps}, {"weight_decay", c.weight_decay}};
-  for (const auto& [key, value] : now) {
-    const auto it = cfg->find(key);
+  struct Flag {
+    const char *key, *flag;
+    float now;
+  };
+  const Flag flags[] = {{"beta1", "--beta1", c.beta1},
+                        {"beta2", "--beta2", c.beta2},
+                        {"eps", "--eps", c.eps},
+                        {"weight_decay", "--weight-decay", c.weight_decay}};
+  for (const Flag& f : flags) {
+    const auto it = cfg->find(f.key);
     if (it == cfg->end() || !it->is_number()) continue;
+    // Compared as doubles: the checkpoint wrote the float exactly, and a hostile value out of float's
+    // range must not be narrowed (undefined behaviour).
     const double was = it->get<double>();
-    if (float(was) == value) continue;
-    std::string flag = std::string("--") + key;
-    for (char& ch : flag) ch = ch == '_' ? '-' : ch;
+    if (was == double(f.now)) continue;
     std::fprintf(stderr,
                  "warning: --resume: %s is %g; the checkpoint was trained with %g (it applies from step %d on)\n",
-                 flag.c_str(), double(value), was, step + 1);
+                 f.flag, double(f.now), was, step + 1);
   }
 }
 }  // namespace

@@ -43,7 +43,8 @@ struct StepMetrics {
   double elapsed_s = 0, eta_s = 0;
 };
 
-// A duration for humans: "42s", "3m20s", "2h05m", "3d04h" (rounded to what is shown); "?" if not finite.
+// A duration for humans: "42s", "3m20s", "2h05m", "3d04h" (rounded to what is shown); "?" if not finite
+// or absurdly large.
 std::string format_duration(double seconds);
 
 struct TrainResult {
