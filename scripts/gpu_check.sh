@@ -13,13 +13,16 @@
 #   simulate  `minicolossus simulate` with the built-in profile of this GPU (h100 or h200) predicting the
 #             bench stage's step time and memory (uncalibrated), then calibrated on that run (needs bench)
 #   profile   Nsight Compute over one such training step: GPU time per kernel, top kernels first
+#   peers     peers' own programs on our files (this machine has them; CI does not): tiktoken against our
+#             GPT-2 tokenizer on the corpus, and transformers' GPT2LMHeadModel loading `export --format hf`
+#             of a briefly trained model, its loss against `eval`
 # Prints one PASS/FAIL line per stage and DIR/summary.txt; exit 0 only when every stage passed.
 set -uo pipefail
 BIN=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 ROOT=$(dirname "$BIN")
 MC=$BIN/minicolossus
 OUT=gpu-check
-STAGES=smi,tests,memcheck,d12,ranks,bench,simulate,profile
+STAGES=smi,tests,memcheck,d12,ranks,bench,simulate,profile,peers
 BENCH_STEPS=30
 SKIP=5  # warm-up steps of the bench run left out of its means (bench and simulate stages)
 while [ $# -gt 0 ]; do
@@ -27,7 +30,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --stages) STAGES=$2; shift 2 ;;
     --steps) BENCH_STEPS=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -250,6 +253,25 @@ PY
     [ $rc -eq 0 ] && [ -s "$OUT/profile_table.txt" ] && result profile PASS "$(head -n 1 "$OUT/profile_table.txt")" ||
       result profile FAIL "ncu rc $rc (profile.log)"
   fi
+fi
+
+if stage_on peers; then
+  banner peers
+  SCRIPTS=$ROOT/share/minicolossus/scripts
+  export MC_GPT2_TIKTOKEN=$ROOT/share/minicolossus/gpt2.tiktoken
+  python3 "$SCRIPTS/check_tokenizer.py" --minicolossus "$MC" --ranks "$MC_GPT2_TIKTOKEN" \
+    --text "$ROOT/share/minicolossus/kjv.txt" >"$OUT/peers_tokenizer.log" 2>&1
+  tok_rc=$?
+  P=$OUT/peers
+  rm -rf "$P" && mkdir -p "$P"
+  "$MC" train --data "$CORPUS" --model tiny --steps 60 --seq 128 --val-every 0 --ckpt-dir "$P/ck" \
+    >"$P/train.log" 2>&1 &&
+    python3 "$SCRIPTS/check_hf_export.py" --mc "$MC" --ckpt "$P/ck/ckpt_00000060.bin" --data "$CORPUS" \
+      --work "$P/work" --max-seqs 64 >"$OUT/peers_hf.log" 2>&1
+  hf_rc=$?
+  [ $tok_rc -eq 0 ] && [ $hf_rc -eq 0 ] &&
+    result peers PASS "tiktoken: $(tail -n 1 "$OUT/peers_tokenizer.log"); hf: $(tail -n 1 "$OUT/peers_hf.log")" ||
+    result peers FAIL "tokenizer rc $tok_rc, hf rc $hf_rc (peers_tokenizer.log, peers_hf.log)"
 fi
 
 echo "gpu-check: $failed stage(s) failed; logs in $OUT"
