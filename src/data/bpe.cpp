@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -85,17 +86,30 @@ std::string sha256_hex(const std::string& bytes) {
 // Standard base64 with padding, as tiktoken's files are written. False when s is not.
 bool base64_decode(std::string_view s, std::string& out) {
   if (s.empty() || s.size() % 4 != 0 || s.size() > 4096) return false;
+  // EVP_DecodeBlock reads '=' anywhere as zero bits ("====" would be a byte): padding only at the end.
+  const size_t pad = s.size() - (s.find_last_not_of('=') + 1);
+  if (pad > 2) return false;
+  for (size_t i = 0; i < s.size() - pad; ++i)
+    if (!std::isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/') return false;
   out.resize(s.size() / 4 * 3);
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(s.data()), int(s.size()));
   if (n < 0) return false;
   // EVP_DecodeBlock counts the padding as zero bytes.
-  const size_t pad = (s.back() == '=') + (s.size() >= 2 && s[s.size() - 2] == '=');
   out.resize(size_t(n) - pad);
   return !out.empty();
 }
 
 }  // namespace
+
+bool parse_tiktoken_line(std::string_view line, std::string* bytes, uint64_t* rank) {
+  const size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || !base64_decode(line.substr(0, sp), *bytes)) return false;
+  const std::string_view r = line.substr(sp + 1);
+  if (r.empty() || r.size() > 12 || r.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  *rank = std::strtoull(std::string(r).c_str(), nullptr, 10);
+  return true;
+}
 
 struct Gpt2Bpe::Impl {
   pcre2_code* code = nullptr;
@@ -126,20 +140,16 @@ std::unique_ptr<Gpt2Bpe> Gpt2Bpe::load(const std::string& path, const std::strin
   // The checksum already vouches for the content; the checks below keep a future pin honest.
   bpe->tokens_.reserve(kGpt2MergeableRanks);
   std::string bytes;
+  uint64_t rank = 0;
   size_t pos = 0, line = 0;
   while (pos < text.size()) {
     size_t eol = text.find('\n', pos);
     if (eol == std::string::npos) eol = text.size();
-    const std::string_view l(text.data() + pos, eol - pos);
     ++line;
-    const size_t sp = l.find(' ');
-    MC_REQUIRE(sp != std::string_view::npos && base64_decode(l.substr(0, sp), bytes),
+    MC_REQUIRE(parse_tiktoken_line(std::string_view(text).substr(pos, eol - pos), &bytes, &rank),
                "%s: line %zu: expected \"<base64 bytes> <rank>\"", name.c_str(), line);
-    const std::string_view r = l.substr(sp + 1);
-    MC_REQUIRE(!r.empty() && r.size() <= 9 && r.find_first_not_of("0123456789") == std::string_view::npos &&
-                   std::strtoul(std::string(r).c_str(), nullptr, 10) == bpe->tokens_.size(),
-               "%s: line %zu: rank %.*s, expected %zu", name.c_str(), line, int(std::min<size_t>(r.size(), 20)),
-               r.data(), bpe->tokens_.size());
+    MC_REQUIRE(rank == bpe->tokens_.size(), "%s: line %zu: rank %llu, expected %zu", name.c_str(), line,
+               (unsigned long long)rank, bpe->tokens_.size());
     bpe->tokens_.push_back(bytes);
     pos = eol + 1;
   }
@@ -342,9 +352,8 @@ const Gpt2Bpe& gpt2_bpe(const std::string& who) {
   static std::map<std::string, std::unique_ptr<Gpt2Bpe>> loaded;
   struct stat st {};
   const std::string key = ::stat(path.c_str(), &st) == 0
-                              ? strfmt("%s|%llu|%llu|%lld", path.c_str(), (unsigned long long)st.st_dev,
-                                       (unsigned long long)st.st_ino, (long long)st.st_mtime) +
-                                    strfmt("|%lld", (long long)st.st_size)
+                              ? strfmt("%s|%llu|%llu|%lld|%lld", path.c_str(), (unsigned long long)st.st_dev,
+                                       (unsigned long long)st.st_ino, (long long)st.st_mtime, (long long)st.st_size)
                               : path;
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = loaded[key];

@@ -56,6 +56,10 @@ class Gpt2Bpe {
   std::unique_ptr<Impl> impl_;                             // the compiled pattern and the piece cache
 };
 
+// One line of a tiktoken ranks file, "<base64 bytes> <rank>" (standard base64 with padding, a rank of
+// at most 12 digits): the bytes and the rank, or false when the line is not one.
+bool parse_tiktoken_line(std::string_view line, std::string* bytes, uint64_t* rank);
+
 // Where the ranks file is looked up, in order: $MC_GPT2_TIKTOKEN (only there, when set); a bundle's
 // <exe>/../share/minicolossus/gpt2.tiktoken; <cache root>/gpt2.tiktoken; and, when MC_CACHE_DIR is set,
 // the default user cache's gpt2.tiktoken too. Returns $MC_GPT2_TIKTOKEN when set (even if missing:

@@ -127,6 +127,17 @@ constexpr int kByteVocab = 256;
 std::vector<uint16_t> byte_encode(const std::string& text);
 std::string byte_decode(const std::vector<int>& tokens);
 
+// llm.c's tokenizer file (gpt2_tokenizer.bin): a 256 uint32 header ([0] magic, [1] version 1|2, [2] vocab
+// size, [3] eot id in v2), then per token a uint8 length and that many bytes. Reads and checks one (at
+// most 64 MiB) and returns its tokens' bytes; UsageError("<path>: <what is wrong>") otherwise.
+constexpr uint32_t kLlmcTokenizerMagic = 20240328;
+std::vector<std::string> read_llmc_tokenizer(const std::string& path);
+
+// A data directory's tokenizer.json: {"tokenizer": <valid_tokenizer_name>, "vocab_size": <1 to 65536>},
+// 256 for "byte". UsageError("<path>: <what is wrong>"); `what` names the flag where it cannot be opened.
+void read_tokenizer_json(const std::string& path, const std::string& what, std::string* tokenizer,
+                         int* vocab_size);
+
 // Decodes tokens for display with the tokenizer recorded in the data directory or checkpoint:
 // "byte" decodes bytes; "gpt2" uses DIR/gpt2_tokenizer.bin (llm.c's format) when present, else GPT-2's
 // BPE ranks (gpt2_bpe() in data/bpe.h), else (no ranks file here) prints token ids as "<id>".

@@ -58,6 +58,13 @@ namespace fs = std::filesystem;
 // Validation needs one full sequence at the longest context we ship (1024) plus its target.
 constexpr size_t kMinValTokens = 1025;
 
+// The vocabulary of a tokenizer prepare can write; UsageError naming --tokenizer for any other.
+int prepared_vocab(const std::string& tokenizer) {
+  if (tokenizer == "byte") return kByteVocab;
+  if (tokenizer == "gpt2") return kGpt2Vocab;
+  throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
+}
+
 // The whole text of a user's input file (a FIFO, directory or device is refused without blocking).
 std::string read_file(const std::string& path) { return read_input_file(path, "--input"); }
 
@@ -121,13 +128,12 @@ std::string kjv_text() {
 // GPT-2 does, and llm.c's GPT-2 data scripts put it before every document: a model trained on these
 // shards has then seen what follows it.
 
-// The text's tokens with `tokenizer` (byte | gpt2). Progress on stderr when it takes over a second.
+// The text's tokens with `tokenizer` (byte | gpt2, checked by the caller). Progress on stderr when it
+// takes over a second.
 std::vector<uint16_t> tokenize(const std::string& text, const std::string& tokenizer, const std::string& what,
                                double& seconds) {
   seconds = 0;
   if (tokenizer == "byte") return byte_encode(text);
-  if (tokenizer != "gpt2")
-    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
   const Gpt2Bpe& bpe = gpt2_bpe();
   using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
@@ -161,14 +167,12 @@ struct Prepared {
 // prepare_text without the report line.
 Prepared prepare_quietly(const std::string& input, const std::string& out_dir,
                                           const std::string& tokenizer, double val_fraction) {
-  if (tokenizer != "byte" && tokenizer != "gpt2")
-    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
+  const int vocab = prepared_vocab(tokenizer);
   MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
   const std::string text = read_file(input);
   if (text.empty()) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
   if (tokenizer == "byte" && text.size() < 2)
     throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), text.size()));
-  const int vocab = tokenizer == "byte" ? kByteVocab : kGpt2Vocab;
   if (tokenizer == "gpt2") gpt2_bpe();  // a missing or bad ranks file is reported before --out is made
 
   std::error_code ec;
@@ -209,13 +213,12 @@ void prepare_text(const std::string& input, const std::string& out_dir, const st
     how = strfmt("; %.2f MB tokenized in %.2f s, %.1f MB/s", double(r.bytes) / 1e6, r.seconds,
                  double(r.bytes) / 1e6 / std::max(r.seconds, 1e-9));
   std::printf("prepared %s: %zu train tokens, %zu val tokens (%s tokenizer, vocab %d%s)\n", out_dir.c_str(), r.n_train,
-              r.n_val, tokenizer.c_str(), tokenizer == "byte" ? kByteVocab : kGpt2Vocab, how.c_str());
+              r.n_val, tokenizer.c_str(), prepared_vocab(tokenizer), how.c_str());
   std::fflush(stdout);
 }
 
 std::string default_data_dir(const std::string& tokenizer) {
-  if (tokenizer != "byte" && tokenizer != "gpt2")
-    throw UsageError(strfmt("--tokenizer %s: unknown tokenizer (byte | gpt2)", tokenizer.c_str()));
+  prepared_vocab(tokenizer);  // an unknown name is refused before any work
   const std::string root = cache_root();
   const std::string name = tokenizer == "byte" ? "kjv" : "kjv-" + tokenizer;
   const std::string target = root + "/" + name;

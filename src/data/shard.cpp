@@ -310,24 +310,8 @@ DataDir open_data_dir(const std::string& dir) {
 
   const std::string tj = (fs::path(dir) / "tokenizer.json").string();
   struct stat tst {};
-  if (::lstat(tj.c_str(), &tst) == 0) {  // present (even as a dangling link or a FIFO): must be a valid file
-    const std::string text = read_input_file(tj, "--data", size_t(1) << 20);
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) throw UsageError(strfmt("%s: not valid JSON", tj.c_str()));
-    if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string() || !j.contains("vocab_size") ||
-        !j["vocab_size"].is_number_integer())
-      throw UsageError(strfmt("%s: expected {\"tokenizer\": <name>, \"vocab_size\": <integer>}", tj.c_str()));
-    dd.tokenizer = j["tokenizer"].get<std::string>();
-    const int64_t v = j["vocab_size"].get<int64_t>();
-    if (v <= 0 || v > 65536)
-      throw UsageError(strfmt("%s: vocab_size %lld must be in [1, 65536] (tokens are uint16)", tj.c_str(), (long long)v));
-    dd.vocab_size = int(v);
-    if (!valid_tokenizer_name(dd.tokenizer))
-      throw UsageError(strfmt("%s: tokenizer name %s must be 1 to 64 of [A-Za-z0-9_.-]", tj.c_str(),
-                              j["tokenizer"].dump().c_str()));
-    if (dd.tokenizer == "byte" && dd.vocab_size != kByteVocab)
-      throw UsageError(strfmt("%s: the byte tokenizer has vocab_size 256, not %d", tj.c_str(), dd.vocab_size));
-  }
+  // Present (even as a dangling link or a FIFO): must be a valid file.
+  if (::lstat(tj.c_str(), &tst) == 0) read_tokenizer_json(tj, "--data", &dd.tokenizer, &dd.vocab_size);
   return dd;
 }
 

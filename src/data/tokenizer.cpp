@@ -1,28 +1,38 @@
 // Tokenizers: the byte-level one (vocab 256, token = byte) and GPT-2's: llm.c's gpt2_tokenizer.bin for
-// decoding when a data directory carries one, else the BPE ranks (data/bpe.h). Invariant: decoding never throws on an unknown id (it prints "<id>"); only a
-// malformed tokenizer file or an unencodable prompt is an error.
+// decoding when a data directory carries one, else the BPE ranks (data/bpe.h); and a data directory's
+// tokenizer.json. Invariant: decoding never throws on an unknown id (it prints "<id>"); only a malformed
+// tokenizer file or an unencodable prompt is an error.
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "core/errors.h"
-#include "data/bpe.h"
 #include "core/files.h"
+#include "data/bpe.h"
 #include "data/data.h"
 
 namespace mc {
 
 namespace {
 
-constexpr uint32_t kLlmcTokenizerMagic = 20240328;
-
 std::string id_text(int id) { return "<" + std::to_string(id) + ">"; }
 
-// llm.c's tokenizer file: 256 uint32 header ([0] magic, [1] version 1|2, [2] vocab size, [3] eot id in
-// v2), then per token a uint8 length and that many bytes.
+// Tables are loaded once per path: `sample` decodes one token per call.
+const std::vector<std::string>& llmc_tokenizer(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<std::vector<std::string>>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[path];
+  if (!slot) slot = std::make_unique<std::vector<std::string>>(read_llmc_tokenizer(path));
+  return *slot;
+}
+
+}  // namespace
+
 std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
   const std::string bytes = read_input_file(path, "", size_t(64) << 20);
   const unsigned char* h = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -54,17 +64,26 @@ std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
   return table;
 }
 
-// Tables are loaded once per path: `sample` decodes one token per call.
-const std::vector<std::string>& llmc_tokenizer(const std::string& path) {
-  static std::mutex mu;
-  static std::map<std::string, std::unique_ptr<std::vector<std::string>>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = cache[path];
-  if (!slot) slot = std::make_unique<std::vector<std::string>>(read_llmc_tokenizer(path));
-  return *slot;
+void read_tokenizer_json(const std::string& path, const std::string& what, std::string* tokenizer,
+                         int* vocab_size) {
+  const std::string text = read_input_file(path, what, size_t(1) << 20);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw UsageError(strfmt("%s: not valid JSON", path.c_str()));
+  if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string() || !j.contains("vocab_size") ||
+      !j["vocab_size"].is_number_integer())
+    throw UsageError(strfmt("%s: expected {\"tokenizer\": <name>, \"vocab_size\": <integer>}", path.c_str()));
+  const std::string name = j["tokenizer"].get<std::string>();
+  const int64_t v = j["vocab_size"].get<int64_t>();
+  if (v <= 0 || v > 65536)
+    throw UsageError(strfmt("%s: vocab_size %lld must be in [1, 65536] (tokens are uint16)", path.c_str(), (long long)v));
+  if (!valid_tokenizer_name(name))
+    throw UsageError(strfmt("%s: tokenizer name %s must be 1 to 64 of [A-Za-z0-9_.-]", path.c_str(),
+                            j["tokenizer"].dump().c_str()));
+  if (name == "byte" && v != kByteVocab)
+    throw UsageError(strfmt("%s: the byte tokenizer has vocab_size 256, not %lld", path.c_str(), (long long)v));
+  *tokenizer = name;
+  *vocab_size = int(v);
 }
-
-}  // namespace
 
 std::vector<uint16_t> byte_encode(const std::string& text) {
   std::vector<uint16_t> out(text.size());

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/dtype.h"
 #include "core/errors.h"
 #include "core/files.h"
 
@@ -46,21 +47,6 @@ size_t validate_model_config(const ModelConfig& c, const std::string& where) {
     throw UsageError(where + strfmt(": model channels %d is not a multiple of num_heads %d", c.channels, c.num_heads));
   // With the bounds above the count is < 2^56: the layout's size_t arithmetic cannot overflow.
   return make_layout(c).total;
-}
-
-float bf16_to_float(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-uint16_t float_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN stays a (quiet) NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even (overflow rounds to infinity)
-  return uint16_t(u >> 16);
 }
 
 uint64_t llmc_model_bytes(const ModelConfig& c, int version) {
@@ -115,7 +101,7 @@ LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
     if (pread_full(fd, buf, bytes, off, path) != bytes)
       throw UsageError(who + ": truncated llm.c model file (parameters cut off at " + t.name + ")");
     if (m.version == kLlmcBf16)
-      for (size_t i = 0; i < t.numel; ++i) dst[i] = bf16_to_float(half[i]);
+      for (size_t i = 0; i < t.numel; ++i) dst[i] = bf16_to_f32(half[i]);
     off += bytes;
   });
   return m;
@@ -142,7 +128,7 @@ void write_llmc_model(const std::string& path, const ModelConfig& c, const std::
     if (version == kLlmcFp32) {
       parts.emplace_back(params.data() + t.offset, t.numel * sizeof(float));
     } else {
-      for (size_t i = 0; i < t.numel; ++i) half.push_back(float_to_bf16(params[t.offset + i]));
+      for (size_t i = 0; i < t.numel; ++i) half.push_back(f32_to_bf16(params[t.offset + i]));
     }
   });
   if (version == kLlmcBf16) parts.emplace_back(half.data(), half.size() * sizeof(uint16_t));

@@ -46,13 +46,9 @@ uint64_t llmc_model_bytes(const ModelConfig& cfg, int version);
 // before anything is allocated.
 LlmcModel read_llmc_model(const std::string& path, const std::string& what = "--init-from");
 // Writes atomically (temp + rename). params in our ParamLayout order. version kLlmcBf16 rounds every
-// parameter to the nearest bf16 (ties to even), as llm.c's own conversion does.
+// parameter to the nearest bf16 (ties to even: f32_to_bf16 in core/dtype.h), as llm.c's own
+// conversion does; reading widens bf16 exactly.
 void write_llmc_model(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params,
                       int version = kLlmcFp32);
-
-// bf16 <-> fp32. bf16 is the top half of an fp32, so widening is exact; narrowing rounds to nearest
-// even and keeps NaN a NaN.
-float bf16_to_float(uint16_t b);
-uint16_t float_to_bf16(float f);
 
 }  // namespace mc

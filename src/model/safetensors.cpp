@@ -50,7 +50,8 @@ std::string safetensors_header(const std::vector<SafeTensorOut>& tensors,
     h[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {off, off + bytes}}};
     off += bytes;
   }
-  std::string s = h.dump();
+  // Metadata values need not be UTF-8 (a source file's name): invalid bytes become U+FFFD, as JSON must.
+  std::string s = h.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   // The data buffer starts at 8 + header size; pad with spaces (JSON whitespace) to a multiple of 8.
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;

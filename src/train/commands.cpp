@@ -29,7 +29,11 @@ namespace mc {
 int this_rank() { return error_rank() >= 0 ? error_rank() : 0; }
 
 void report_error(const std::exception& e) {
-  std::fprintf(stderr, "minicolossus: %s\n", e.what());
+  // One line whatever the message quotes (a file name or a tensor name from a file may hold a newline).
+  std::string m = e.what();
+  for (size_t i = 0; (i = m.find_first_of("\r\n", i)) != std::string::npos; i += 2)
+    m.replace(i, 1, m[i] == '\n' ? "\\n" : "\\r");
+  std::fprintf(stderr, "minicolossus: %s\n", m.c_str());
   std::fflush(stderr);
 }
 
@@ -153,7 +157,7 @@ int cmd_eval(int argc, char** argv) {
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(batch > 0, "--batch %d: must be positive", batch);
   MC_REQUIRE(max_seqs >= 0, "--max-seqs %d: must be >= 0", max_seqs);
-  MC_REQUIRE(app.count("--model-file") == 0 || app.count("--data") == 1,
+  MC_REQUIRE(app.count("--model-file") == 0 || !data.empty(),
              "--model-file: an llm.c model file records no data directory; pass --data");
   const ModelSource src = load_model_source(app, ckpt, model_file);
   const ModelConfig& mc = src.cfg;

@@ -10,7 +10,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cctype>
+#include <memory>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +20,7 @@
 
 #include "core/errors.h"
 #include "core/files.h"
+#include "data/bpe.h"
 #include "data/data.h"
 #include "model/gpt2.h"
 #include "model/llmc_io.h"
@@ -33,8 +34,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
-
-constexpr int32_t kLlmcTokenizerMagic = 20240328;
 
 // A defect found after part of the report was filled: the report is printed, then this is raised.
 struct Defect {
@@ -67,38 +66,33 @@ void neighbour_tokenizer(const std::string& dir, ojson& r) {
     return;
   }
   try {
-    const nlohmann::json j = nlohmann::json::parse(read_input_file(tj, "", size_t(1) << 20), nullptr, false);
-    if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string() || !j.contains("vocab_size") ||
-        !j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() < 1 ||
-        j["vocab_size"].get<int64_t>() > 65536)
-      throw UsageError(tj + ": expected {\"tokenizer\": <name>, \"vocab_size\": <1 to 65536>}");
-    r["tokenizer"] = j["tokenizer"];
-    r["vocab_size"] = j["vocab_size"];
+    std::string name;
+    int vocab = 0;
+    read_tokenizer_json(tj, "", &name, &vocab);
+    r["tokenizer"] = name;
+    r["vocab_size"] = vocab;
     r["tokenizer_source"] = tj;
   } catch (const UsageError& e) {
     r["tokenizer_source"] = std::string("unreadable: ") + e.what();
   }
 }
 
-void info_shard(const std::string& path, int fd, uint64_t bytes, ojson& r) {
+// head: the file's first 16 bytes (magic, version, token count).
+void info_shard(const std::string& path, const unsigned char* head, uint64_t bytes, ojson& r) {
   r["format"] = "token shard (llm.c)";
-  unsigned char h[1024];
-  if (bytes < sizeof h || pread_full(fd, h, sizeof h, 0, path) != sizeof h)
-    throw Defect{path + strfmt(": truncated shard header (%llu bytes, the header is 1024)", (unsigned long long)bytes)};
-  const int32_t version = le32(h + 4), count = le32(h + 8);
-  r["version"] = version;
-  r["tokens"] = count;
+  r["version"] = le32(head + 4);
+  r["tokens"] = le32(head + 8);
   r["bytes"] = bytes;
   neighbour_tokenizer(fs::path(path).parent_path().string(), r);
-  if (version != kShardVersion) throw Defect{path + strfmt(": unknown shard version %d (expected 1)", version)};
-  if (count <= 0) throw Defect{path + strfmt(": empty shard (header says %d tokens)", count)};
-  const uint64_t want = 1024 + 2 * uint64_t(count);
-  if (bytes != want)
-    throw Defect{path + strfmt(": header says %d tokens (%llu bytes) but the file has %llu bytes (%s)", count,
-                               (unsigned long long)want, (unsigned long long)bytes,
-                               bytes < want ? "truncated" : "trailing bytes")};
-  // Validation and fingerprint as training computes them; no vocabulary bound here (checked below).
-  TokenShard shard(path, 65536);
+  // Validation and fingerprint as training computes them; the vocabulary is checked below, so that
+  // the largest id can be reported.
+  std::unique_ptr<TokenShard> opened;
+  try {
+    opened = std::make_unique<TokenShard>(path, 65536);
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
+  }
+  const TokenShard& shard = *opened;
   uint16_t max_id = 0;
   std::vector<uint16_t> buf(std::min<size_t>(size_t(1) << 20, shard.size()));
   for (size_t first = 0; first < shard.size(); first += buf.size()) {
@@ -244,55 +238,31 @@ void info_safetensors(const std::string& path, ojson& r) {
 
 // ---- tokenizers -------------------------------------------------------------------------------
 
-void info_llmc_tokenizer(const std::string& path, ojson& r) {
+// head: the file's first 16 bytes (magic, version, vocabulary, eot).
+void info_llmc_tokenizer(const std::string& path, const unsigned char* head, uint64_t bytes, ojson& r) {
   r["format"] = "llm.c tokenizer";
-  const std::string b = read_input_file(path, "", size_t(64) << 20);
-  const unsigned char* h = reinterpret_cast<const unsigned char*>(b.data());
-  r["bytes"] = b.size();
-  if (b.size() < 1024) throw Defect{path + ": truncated tokenizer header (the header is 1024 bytes)"};
-  const int32_t version = le32(h + 4), vocab = le32(h + 8);
+  r["bytes"] = bytes;
+  const int32_t version = le32(head + 4);
   r["version"] = version;
-  r["vocab_size"] = vocab;
-  if (version == 2) r["eot_token"] = le32(h + 12);
-  if (version != 1 && version != 2) throw Defect{path + strfmt(": unknown tokenizer version %d (1 or 2)", version)};
-  if (vocab <= 0 || vocab > 1000000) throw Defect{path + strfmt(": implausible vocabulary size %d", vocab)};
-  size_t pos = 1024;
-  for (int32_t i = 0; i < vocab; ++i) {
-    if (pos >= b.size() || b.size() - pos - 1 < h[pos])
-      throw Defect{path + strfmt(": truncated at token %d of %d", i, vocab)};
-    pos += 1 + h[pos];
+  r["vocab_size"] = le32(head + 8);
+  if (version == 2) r["eot_token"] = le32(head + 12);
+  std::vector<std::string> tokens;
+  try {
+    tokens = read_llmc_tokenizer(path);
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
   }
-  r["trailing_bytes"] = b.size() - pos;
-}
-
-bool is_base64(const std::string& s) {
-  if (s.empty() || s.size() % 4 != 0) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const unsigned char ch = (unsigned char)s[i];
-    if (std::isalnum(ch) || ch == '+' || ch == '/') continue;
-    if (ch == '=' && i + 2 >= s.size()) continue;  // padding at the end only
-    return false;
-  }
-  return true;
-}
-
-// "base64 rank" per line: one line, checked on its own.
-bool tiktoken_line(const std::string& line, std::string* token, long long* rank) {
-  const size_t sp = line.find(' ');
-  if (sp == std::string::npos || sp + 1 >= line.size() || line.size() - sp - 1 > 12) return false;
-  *token = line.substr(0, sp);
-  const std::string num = line.substr(sp + 1);
-  if (!std::all_of(num.begin(), num.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return false;
-  *rank = std::stoll(num);
-  return is_base64(*token);
+  uint64_t used = 1024;
+  for (const std::string& t : tokens) used += 1 + t.size();
+  r["trailing_bytes"] = bytes - std::min(bytes, used);
 }
 
 void info_tiktoken(const std::string& path, const std::string& text, ojson& r) {
   r["format"] = "tiktoken ranks (base64 token, rank per line)";
   r["bytes"] = text.size();
   size_t count = 0, lineno = 0;
-  long long lo = -1, hi = -1;
-  std::set<long long> ranks;
+  uint64_t lo = 0, hi = 0;
+  std::set<uint64_t> ranks;
   std::string defect;
   for (size_t pos = 0; pos < text.size();) {
     size_t nl = text.find('\n', pos);
@@ -302,23 +272,25 @@ void info_tiktoken(const std::string& path, const std::string& text, ojson& r) {
     ++lineno;
     if (line.empty()) continue;
     std::string tok;
-    long long rank = 0;
-    if (!tiktoken_line(line, &tok, &rank)) {
+    uint64_t rank = 0;
+    if (!parse_tiktoken_line(line, &tok, &rank)) {
       defect = path + strfmt(": line %zu is not \"<base64> <rank>\"", lineno);
       break;
     }
     if (!ranks.insert(rank).second) {
-      defect = path + strfmt(": line %zu repeats rank %lld", lineno, rank);
+      defect = path + strfmt(": line %zu repeats rank %llu", lineno, (unsigned long long)rank);
       break;
     }
     ++count;
     lo = count == 1 ? rank : std::min(lo, rank);
-    hi = std::max(hi, rank);
+    hi = count == 1 ? rank : std::max(hi, rank);
   }
   r["tokens"] = count;
-  r["min_rank"] = lo;
-  r["max_rank"] = hi;
-  r["ranks_contiguous"] = count > 0 && lo == 0 && hi == (long long)count - 1;
+  if (count > 0) {
+    r["min_rank"] = lo;
+    r["max_rank"] = hi;
+  }
+  r["ranks_contiguous"] = count > 0 && lo == 0 && hi == count - 1;
   if (!defect.empty()) throw Defect{defect};
 }
 
@@ -330,11 +302,13 @@ bool info_json(const std::string& path, const std::string& text, ojson& r) {
     r["format"] = "tokenizer.json (data directory)";
     r["tokenizer"] = j["tokenizer"];
     r["vocab_size"] = j["vocab_size"];
-    if (!j["tokenizer"].is_string() || !valid_tokenizer_name(j["tokenizer"].get<std::string>()))
-      throw Defect{path + ": \"tokenizer\" is not a tokenizer name"};
-    if (!j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() < 1 ||
-        j["vocab_size"].get<int64_t>() > 65536)
-      throw Defect{path + ": \"vocab_size\" must be an integer in [1, 65536]"};
+    std::string name;
+    int vocab = 0;
+    try {
+      read_tokenizer_json(path, "", &name, &vocab);  // the checks open_data_dir makes
+    } catch (const UsageError& e) {
+      throw Defect{e.what()};
+    }
     return true;
   }
   if (j.contains("model_type") && j["model_type"].is_string()) {
@@ -408,9 +382,8 @@ void info_directory(const std::string& path, ojson& r) {
   }
   if (hf) {
     r["format"] = "Hugging Face model directory (model.safetensors + config.json)";
-    ojson st;
-    info_safetensors((fs::path(path) / "model.safetensors").string(), st);
-    r["model.safetensors"] = st;
+    // Filled in place: a damaged file still shows what could be read.
+    info_safetensors((fs::path(path) / "model.safetensors").string(), r["model.safetensors"]);
     return;
   }
   throw UsageError(path + ": a directory holding no shards, checkpoints or Hugging Face model");
@@ -418,7 +391,13 @@ void info_directory(const std::string& path, ojson& r) {
 
 // ---- output -----------------------------------------------------------------------------------
 
-std::string scalar_text(const ojson& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+// JSON text of v. Strings from the command line or a file need not be UTF-8 (a file name, a path a
+// checkpoint recorded): invalid bytes become U+FFFD rather than an exception.
+std::string dump(const ojson& v, int indent = -1) {
+  return v.dump(indent, ' ', false, ojson::error_handler_t::replace);
+}
+
+std::string scalar_text(const ojson& v) { return v.is_string() ? v.get<std::string>() : dump(v); }
 
 void print_text(const ojson& r, const std::string& indent) {
   for (const auto& [k, v] : r.items()) {
@@ -475,21 +454,21 @@ int cmd_info(int argc, char** argv) {
       if (got >= 8 && std::memcmp(head, "MCCKPT01", 8) == 0) {
         info_checkpoint(path, fd, bytes, r);
       } else if (magic == kShardMagic) {
-        info_shard(path, fd, bytes, r);
+        info_shard(path, head, bytes, r);
       } else if (magic == kLlmcModelMagic) {
         info_llmc_model(path, fd, bytes, r);
-      } else if (magic == kLlmcTokenizerMagic) {
-        info_llmc_tokenizer(path, r);
+      } else if (magic == int32_t(kLlmcTokenizerMagic)) {
+        info_llmc_tokenizer(path, head, bytes, r);
       } else if (got >= 9 && head[8] == '{' && n8 >= 2 && n8 <= (uint64_t(100) << 20)) {
         info_safetensors(path, r);
       } else {
         // Text formats: small enough to read whole.
         const std::string text = got > 0 && bytes <= (uint64_t(64) << 20) ? read_input_file(path, "") : std::string();
         std::string tok;
-        long long rank = 0;
+        uint64_t rank = 0;
         const std::string first = text.substr(0, text.find('\n'));
         if (!text.empty() && text[0] == '{' && info_json(path, text, r)) {
-        } else if (!first.empty() && tiktoken_line(first, &tok, &rank)) {
+        } else if (!first.empty() && parse_tiktoken_line(first, &tok, &rank)) {
           info_tiktoken(path, text, r);
         } else {
           throw UsageError(path + ": unknown format (not a token shard, data directory, llm.c model or tokenizer, "
@@ -503,7 +482,7 @@ int cmd_info(int argc, char** argv) {
   r["ok"] = defect.empty();
   if (!defect.empty()) r["defect"] = defect;
   if (json)
-    std::printf("%s\n", r.dump(2).c_str());
+    std::printf("%s\n", dump(r, 2).c_str());
   else
     print_text(r, "");
   std::fflush(stdout);

@@ -77,7 +77,7 @@ PATTERN="nosuch: cannot open" expect_usage "missing file" info nosuch
 PATTERN="cut32.bin: the header needs [0-9]* bytes but the file has 3000 (truncated)" expect_usage "truncated llm.c" info cut32.bin
 grep -q "^dtype: fp32" out.txt && grep -q "^ok: false" out.txt && pass "truncated llm.c: header still shown" \
   || fail "truncated llm.c report: $(head -c 300 out.txt)"
-PATTERN="cutshard.bin: header says [0-9]* tokens" expect_usage "truncated shard" info cutshard.bin
+PATTERN="cutshard.bin: size mismatch: header says [0-9]* tokens" expect_usage "truncated shard" info cutshard.bin
 PATTERN="cutck.bin: truncated checkpoint" expect_usage "truncated checkpoint" info cutck.bin
 PATTERN="flipck.bin: checksum mismatch: CRC-32 computed [0-9a-f]*, stored" expect_usage "damaged checkpoint" info flipck.bin
 grep -q "^step: 2" out.txt && pass "damaged checkpoint: metadata still shown" || fail "damaged checkpoint report"
@@ -85,6 +85,25 @@ PATTERN="cutst.bin: truncated safetensors" expect_usage "truncated safetensors" 
 PATTERN="cuttok.bin: truncated at token" expect_usage "truncated llm.c tokenizer" info cuttok.bin
 PATTERN="badranks.txt: line 2" expect_usage "bad tiktoken line" info badranks.txt
 PATTERN="info: " expect_usage "no FILE" info
+# A tensor name holding a newline (valid JSON) quoted in the defect: still one line on stderr.
+python3 - <<'PY'
+import json, struct
+h = json.dumps({"a\nb": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}}).encode()
+open("nlname.st", "wb").write(struct.pack("<Q", len(h)) + h + b"\0" * 4)
+PY
+PATTERN="nlname.st: .*unknown dtype" expect_usage "a newline in a tensor name: one line" info nlname.st
+# A Hugging Face directory whose model.safetensors is damaged: what could be read is shown.
+mkdir -p hfcut && cp hf/config.json hfcut/ && cp cutst.bin hfcut/model.safetensors
+PATTERN="truncated safetensors" expect_usage "damaged Hugging Face directory" info hfcut
+grep -q "^model.safetensors:" out.txt && grep -q "^ok: false" out.txt && pass "damaged hf directory: report shown" \
+  || fail "damaged hf directory report: $(head -c 300 out.txt)"
+# A file name that is not UTF-8: text and --json still print (the bytes become U+FFFD in JSON).
+cp m32.bin "$(printf 'bad\377name.bin')"
+"$MC" info --json "$(printf 'bad\377name.bin')" > badname.json 2> badname_err.txt \
+  && python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j["ok"] and j["dtype"] == "fp32" else 1)' \
+     < badname.json && pass "a file name that is not UTF-8 (--json)" || fail "non-UTF-8 name: $(head -c 300 badname_err.txt)"
+"$MC" info "$(printf 'bad\377name.bin')" > /dev/null 2>&1 && pass "a file name that is not UTF-8 (text)" \
+  || fail "non-UTF-8 name (text)"
 "$MC" info --json flipck.bin > flip.json 2>/dev/null
 python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if not j["ok"] and "checksum" in j["defect"] else 1)' < flip.json \
   && pass "--json of a damaged file: ok false, the defect" || fail "--json damaged"

@@ -44,8 +44,15 @@ cmp -s s_32.txt s_data.txt && pass "sample --data: the directory's tokenizer (by
 "$MC" export --model-file m16.bin --format hf --out hf16 >/dev/null && "$MC" info hf16/model.safetensors >/dev/null \
   && pass "export --model-file (bf16) --format hf" || fail "export from a model file"
 
+# A source whose name is not UTF-8 (recorded in the safetensors metadata, which must be JSON).
+BADNAME=$(printf 'm\377.bin'); cp m32.bin "$BADNAME"
+"$MC" export --model-file "$BADNAME" --format hf --out hfbad >/dev/null 2>hfbad_err.txt \
+  && "$MC" info hfbad/model.safetensors >/dev/null && pass "export --format hf from a file name that is not UTF-8" \
+  || fail "export from a non-UTF-8 name: $(head -c 300 hfbad_err.txt)"
+
 # ---- bad combinations --------------------------------------------------------------------------------
 PATTERN="--model-file.*pass --data" expect_usage "eval --model-file without --data" eval --model-file m32.bin
+PATTERN="--model-file.*pass --data" expect_usage "eval --model-file with an empty --data" eval --model-file m32.bin --data ""
 PATTERN="exactly one of --ckpt and --model-file" expect_usage "eval with both" eval --ckpt "$CK" --model-file m32.bin --data data
 PATTERN="exactly one of --ckpt and --model-file" expect_usage "sample with neither" sample
 PATTERN="exactly one of --ckpt and --model-file" expect_usage "export with neither" export --out x.bin

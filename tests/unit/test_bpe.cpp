@@ -275,6 +275,21 @@ TEST_F(Bpe, LookupOrder) {
   EXPECT_EQ(find_gpt2_ranks(), "/elsewhere/gpt2.tiktoken");
 }
 
+// The line format, shared with `info` (no ranks file needed).
+TEST(TiktokenLine, Parses) {
+  std::string bytes;
+  uint64_t rank = 0;
+  EXPECT_TRUE(parse_tiktoken_line("SGVsbG8= 15496", &bytes, &rank));
+  EXPECT_EQ(bytes, "Hello");
+  EXPECT_EQ(rank, 15496u);
+  EXPECT_TRUE(parse_tiktoken_line("IA== 999999999999", &bytes, &rank));
+  EXPECT_EQ(bytes, " ");
+  EXPECT_EQ(rank, 999999999999u);
+  for (const char* bad : {"", "SGVsbG8=", "SGVsbG8= ", "SGVsbG8 1", "SGVsbG8= x", "SGVsbG8= -1", "SGVsbG8= 1 ",
+                          "SGVsbG8= 1234567890123", "S?Vs 1", " 1", "==== 1", "A=== 1", "AA=A 1", "A=AA 1"})
+    EXPECT_FALSE(parse_tiktoken_line(bad, &bytes, &rank)) << bad;
+}
+
 // ---- prepare and sample ----------------------------------------------------------------------------
 
 TEST_F(Bpe, PrepareWritesGpt2Shards) {

@@ -173,6 +173,29 @@ TEST(DataDir, Errors) {
   EXPECT_TRUE(valid_tokenizer_name(std::string(64, 'a')));
 }
 
+// read_tokenizer_json (what `info` checks a tokenizer.json with) agrees with open_data_dir.
+TEST(DataDir, TokenizerJsonReaderAgrees) {
+  const std::string d = scratch(), tj = d + "/tokenizer.json";
+  write_shard(d + "/train_000000.bin", iota_tokens(10));
+  for (const char* text : {"{not json", R"({"tokenizer": "byte"})", R"({"tokenizer": "x", "vocab_size": 70000})",
+                           R"({"tokenizer": "byte", "vocab_size": 300})", R"({"tokenizer": "a\nb", "vocab_size": 9})",
+                           R"({"tokenizer": "\u00ff", "vocab_size": 9})", R"([1])"}) {
+    SCOPED_TRACE(text);
+    write_text(tj, text);
+    std::string name;
+    int vocab = 0;
+    expect_usage([&] { open_data_dir(d); }, {tj});
+    expect_usage([&] { read_tokenizer_json(tj, "", &name, &vocab); }, {tj});
+  }
+  write_text(tj, R"({"tokenizer": "gpt-2_v1.5", "vocab_size": 100})");
+  std::string name;
+  int vocab = 0;
+  read_tokenizer_json(tj, "", &name, &vocab);
+  EXPECT_EQ(name, open_data_dir(d).tokenizer);
+  EXPECT_EQ(vocab, 100);
+  expect_usage([&] { read_tokenizer_json(d, "--x", &name, &vocab); }, {"--x " + d, "not a regular file"});
+}
+
 // ---- dataset ----------------------------------------------------------------------------------
 
 TEST(Dataset, CountsAndWindows) {

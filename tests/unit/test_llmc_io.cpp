@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/dtype.h"
 #include "core/errors.h"
 #include "../gtest_util.h"
 #include "model/llmc_io.h"
@@ -126,29 +127,30 @@ TEST(LlmcIo, HostileHeadersAreRefusedQuicklyWithoutAllocating) {
 
 // ---- bf16 (version 5, what llm.c's train_gpt2.cu writes) --------------------------------------------
 
+// The conversions version 5 files go through (core/dtype.h, shared with the bf16 training path).
 TEST(LlmcIo, Bf16Conversions) {
-  EXPECT_EQ(bf16_to_float(0x3f80), 1.0f);
-  EXPECT_EQ(bf16_to_float(0xc000), -2.0f);
-  EXPECT_EQ(float_to_bf16(1.0f), 0x3f80);
-  EXPECT_EQ(float_to_bf16(-2.0f), 0xc000);
+  EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
+  EXPECT_EQ(bf16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(-2.0f), 0xc000);
   // 1 + 2^-8 is halfway between bf16 1.0 (even) and 1 + 2^-7 (odd): ties to even -> 1.0.
-  EXPECT_EQ(float_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);
   // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even) -> up.
-  EXPECT_EQ(float_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
-  EXPECT_EQ(float_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);  // above the tie: up
-  EXPECT_EQ(float_to_bf16(std::numeric_limits<float>::infinity()), 0x7f80);
-  EXPECT_EQ(float_to_bf16(std::numeric_limits<float>::max()), 0x7f80);  // rounds up to infinity
-  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);  // above the tie: up
+  EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7f80);  // rounds up to infinity
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   // A NaN whose payload sits only in the low 16 bits must not become infinity.
   uint32_t u = 0x7f800001u;
   float f;
   std::memcpy(&f, &u, 4);
-  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(f))));
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(f))));
   // Every bf16 value widens and narrows back to itself.
   for (uint32_t b = 0; b < 0x10000; ++b) {
-    const float x = bf16_to_float(uint16_t(b));
+    const float x = bf16_to_f32(uint16_t(b));
     if (!std::isnan(x)) {
-      ASSERT_EQ(float_to_bf16(x), b);
+      ASSERT_EQ(f32_to_bf16(x), b);
     }
   }
 }
@@ -219,7 +221,7 @@ TEST(LlmcIo, Bf16WriteRoundsAndReadsBack) {
   ASSERT_EQ(m.params.size(), w.size());
   size_t exact = 0;
   for (size_t i = 0; i < w.size(); ++i) {
-    ASSERT_EQ(m.params[i], bf16_to_float(float_to_bf16(w[i])));
+    ASSERT_EQ(m.params[i], bf16_to_f32(f32_to_bf16(w[i])));
     ASSERT_LE(std::fabs(m.params[i] - w[i]), std::fabs(w[i]) * 0x1p-8f);  // half a bf16 ulp at most
     exact += m.params[i] == w[i];
   }

@@ -111,6 +111,16 @@ TEST(Safetensors, ReaderRoundTrip) {
   expect_usage([&] { write_safetensors(d + "/meta", {{"__metadata__", {1}, a.data()}}, {}); }, {"__metadata__"});
 }
 
+// A metadata value that is not UTF-8 (a source file's name) is written as valid JSON, never an exception.
+TEST(Safetensors, MetadataThatIsNotUtf8) {
+  const std::string d = scratch(), p = d + "/m.safetensors";
+  const std::vector<float> a = {1};
+  write_safetensors(p, {{"a", {1}, a.data()}}, {{"minicolossus.source", "m\xff.bin"}});
+  const SafetensorsFile f = read_safetensors_header(p, "");
+  EXPECT_EQ(f.metadata.at("minicolossus.source"), "m\xef\xbf\xbd.bin");  // U+FFFD
+  EXPECT_EQ(read_safetensor_f32(f, "a"), a);
+}
+
 TEST(Safetensors, HostileFilesAreRefused) {
   const std::string d = scratch();
   const std::string ok = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
