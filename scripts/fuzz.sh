@@ -3,7 +3,7 @@
 # and runs each for N seconds on a fresh copy of its seed corpus (tests/fuzz/corpus/<target>).
 #   scripts/fuzz.sh [--seconds N] [--jobs J] [--build-dir DIR] [--build-only | --no-build]
 #                   [--make-seeds [REAL_CHECKPOINT]] [--src-root TREE] [targets...]
-# Targets: shard llmc_model checkpoint checkpoint_meta tokenizer_json (default: all).
+# Targets: shard llmc_model checkpoint checkpoint_meta tokenizer_json safetensors (default: all).
 # Prints per target: executions, exec/s, coverage, findings (inputs that crash, trip a sanitizer,
 # allocate past the limits, hang, or that a reader accepts and its callers cannot use). Exit 0: no
 # findings; 1: findings, saved under DIR/findings/<target>/ with the command that reproduces each;
@@ -12,7 +12,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECONDS_PER=60 JOBS=2 BUILD="$ROOT/build-fuzz" MODE=run SEEDS_FROM= SRC_ROOT=
-ALL=(shard llmc_model checkpoint checkpoint_meta tokenizer_json)
+ALL=(shard llmc_model checkpoint checkpoint_meta tokenizer_json safetensors)
 TARGETS=()
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do

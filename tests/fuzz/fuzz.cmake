@@ -2,7 +2,7 @@
 # directory (fuzz/ under this build tree) and runs each on its seed corpus. Skipped (exit 77) where
 # clang cannot link a libFuzzer target (Note [Fuzz skip] in scripts/fuzz.sh).
 # Note [Fuzz budget]: CI has 2 cores and the whole suite must stay well under 20 minutes. One test
-# runs the 5 targets 2 at a time for MC_FUZZ_SECONDS each (45 s: 3 rounds, about 2.5 minutes) after a
+# runs the 6 targets 2 at a time for MC_FUZZ_SECONDS each (45 s: 3 rounds, about 2.5 minutes) after a
 # clang build of about 2 minutes with -j2 (incremental afterwards). It is RUN_SERIAL: two fuzzers
 # keep both cores busy, which would starve the timing-sensitive tests (MPI watchdogs, signals).
 set(MC_FUZZ_SECONDS 45 CACHE STRING "seconds each fuzz target runs in the ctest fuzz test")

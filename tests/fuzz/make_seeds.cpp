@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "data/data.h"
 #include "model/gpt2.h"
 #include "model/llmc_io.h"
+#include "model/safetensors.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string out = argv[1];
-  for (const char* t : {"", "/shard", "/llmc_model", "/checkpoint", "/checkpoint_meta", "/tokenizer_json", "/tmp"})
+  for (const char* t : {"", "/shard", "/llmc_model", "/checkpoint", "/checkpoint_meta", "/tokenizer_json", "/safetensors", "/tmp"})
     ::mkdir((out + t).c_str(), 0755);
 
   // Shards and tokenizer.json: `prepare` on a small text, plus a GPT-2-range shard.
@@ -72,6 +74,12 @@ int main(int argc, char** argv) {
   c2.padded_vocab_size = 128;
   const std::vector<float> params2 = mc::gpt2_init(c2, mc::make_layout(c2), 2);
   mc::write_llmc_model(out + "/llmc_model/tiny_L2_V100", c2, params2);
+  // The same models as Hugging Face safetensors files (export --format hf).
+  for (const auto& [name, cfg, p] : {std::tuple{"tiny_L1", c, &params}, std::tuple{"tiny_L2_V100", c2, &params2}}) {
+    std::vector<std::vector<float>> storage;
+    mc::write_safetensors(out + "/safetensors/" + name, mc::hf_gpt2_tensors(cfg, *p, &storage),
+                          {{"format", "pt"}});
+  }
 
   // The metadata the trainer writes (src/train/trainer.cpp), with the tiny model.
   nlohmann::json meta = {{"format", "minicolossus-checkpoint"}, {"version", 1}, {"git", "seed"},
