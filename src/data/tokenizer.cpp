@@ -81,6 +81,9 @@ void read_tokenizer_json(const std::string& path, const std::string& what, std::
                             j["tokenizer"].dump().c_str()));
   if (name == "byte" && v != kByteVocab)
     throw UsageError(strfmt("%s: the byte tokenizer has vocab_size 256, not %lld", path.c_str(), (long long)v));
+  if (name == "gpt2" && v != kGpt2Vocab)  // its encoder yields ids up to 50256, whatever the file says
+    throw UsageError(strfmt("%s: the gpt2 tokenizer has vocab_size %d, not %lld", path.c_str(), kGpt2Vocab,
+                            (long long)v));
   *tokenizer = name;
   *vocab_size = int(v);
 }

@@ -26,6 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                              dd.tokenizer.substr(0, 40).c_str(), dd.vocab_size));
   if (dd.tokenizer == "byte" && dd.vocab_size != mc::kByteVocab)
     fuzz::finding(mc::strfmt("open_data_dir accepted the byte tokenizer with vocab_size %d", dd.vocab_size));
+  if (dd.tokenizer == "gpt2" && dd.vocab_size != mc::kGpt2Vocab)
+    fuzz::finding(mc::strfmt("open_data_dir accepted the gpt2 tokenizer with vocab_size %d", dd.vocab_size));
 
   // Decoding never throws, whatever the ids (negative, past the vocabulary).
   std::vector<int> ids;

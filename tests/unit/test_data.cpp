@@ -162,6 +162,9 @@ TEST(DataDir, Errors) {
   expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "70000"});
   write_text(d + "/tokenizer.json", R"({"tokenizer": "byte", "vocab_size": 300})");
   expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "300"});
+  // gpt2's encoder yields ids up to 50256: any other vocabulary would let a prompt's tokens escape it.
+  write_text(d + "/tokenizer.json", R"({"tokenizer": "gpt2", "vocab_size": 32768})");
+  expect_usage([&] { open_data_dir(d); }, {d + "/tokenizer.json", "gpt2 tokenizer has vocab_size 50257, not 32768"});
   // The tokenizer name is recorded in checkpoints, which accept only plain names: refused here already.
   for (const char* bad : {R"("")", R"("my tok")", R"("a\nb")"}) {
     write_text(d + "/tokenizer.json", std::string(R"({"tokenizer": )") + bad + R"(, "vocab_size": 100})");
