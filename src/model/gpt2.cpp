@@ -223,6 +223,31 @@ std::vector<float> GPT2::get_params() const {
 
 void GPT2::zero_grads() { ops_.zero(grads_.get(), layout_.total * sizeof(float)); }
 
+// Transformer block l over N rows of input x: its activations go to slab s of each activation buffer
+// (forward(): s = l, kept for backward; forward_cached(): s = 0, scratch), attend(atty, qkv) computes
+// the attention output from the qkv rows. x may be slab s of residual3 itself: it is last read before
+// residual3 is written.
+void GPT2::block_forward(int l, Ptr x, int N, int s, const std::function<void(Ptr, Ptr)>& attend) {
+  const DType at = ops_.act_dtype();
+  const int C = cfg_.channels;
+  const size_t S = size_t(B_) * T_;
+  Ptr P = params();
+  auto W = [&](const std::string& n) { return P.at(layout_.find(n).offset); };
+  auto A = [&](const Buffer& buf, size_t width) { return buf.ptr(at).at(size_t(s) * S * width); };
+  auto F = [&](const Buffer& buf) { return buf.f32() + size_t(s) * S; };
+  const std::string p = "h." + std::to_string(l) + ".";
+  ops_.layernorm_forward(A(ln1_, C), F(ln1_mean_), F(ln1_rstd_), x, W(p + "ln1w"), W(p + "ln1b"), N, C);
+  ops_.matmul_forward(A(qkv_, 3 * C), A(ln1_, C), W(p + "qkvw"), W(p + "qkvb"), N, C, 3 * C);
+  attend(A(atty_, C), A(qkv_, 3 * C));
+  ops_.matmul_forward(A(attproj_, C), A(atty_, C), W(p + "attprojw"), W(p + "attprojb"), N, C, C);
+  ops_.residual_forward(A(residual2_, C), x, A(attproj_, C), size_t(N) * C);
+  ops_.layernorm_forward(A(ln2_, C), F(ln2_mean_), F(ln2_rstd_), A(residual2_, C), W(p + "ln2w"), W(p + "ln2b"), N, C);
+  ops_.matmul_forward(A(fch_, 4 * C), A(ln2_, C), W(p + "fcw"), W(p + "fcb"), N, C, 4 * C);
+  ops_.gelu_forward(A(fch_gelu_, 4 * C), A(fch_, 4 * C), size_t(N) * 4 * C);
+  ops_.matmul_forward(A(fcproj_, C), A(fch_gelu_, 4 * C), W(p + "fcprojw"), W(p + "fcprojb"), N, 4 * C, C);
+  ops_.residual_forward(A(residual3_, C), A(residual2_, C), A(fcproj_, C), size_t(N) * C);
+}
+
 double GPT2::forward(const int* inputs, const int* targets, int b, int t, float grad_scale) {
   MC_CHECK(b > 0 && b <= B_ && t > 0 && t <= T_, "b=%d t=%d (max %d x %d)", b, t, B_, T_);
   cur_b_ = b;
@@ -237,23 +262,12 @@ double GPT2::forward(const int* inputs, const int* targets, int b, int t, float 
   Ptr P = params();
   auto W = [&](const std::string& n) { return P.at(layout_.find(n).offset); };
   auto A = [&](const Buffer& buf, int l, size_t width) { return buf.ptr(at).at(size_t(l) * S * width); };
-  auto F = [&](const Buffer& buf, int l) { return buf.f32() + size_t(l) * S; };
 
   ops_.encoder_forward(encoded_.ptr(at), inputs_.i32(), W("wte"), W("wpe"), b, t, C);
   for (int l = 0; l < L; ++l) {
-    const std::string p = "h." + std::to_string(l) + ".";
-    Ptr x = l == 0 ? encoded_.ptr(at) : A(residual3_, l - 1, C);
-    ops_.layernorm_forward(A(ln1_, l, C), F(ln1_mean_, l), F(ln1_rstd_, l), x, W(p + "ln1w"), W(p + "ln1b"), N, C);
-    ops_.matmul_forward(A(qkv_, l, 3 * C), A(ln1_, l, C), W(p + "qkvw"), W(p + "qkvb"), N, C, 3 * C);
-    ops_.attention_forward(A(atty_, l, C), att_lse_.f32() + size_t(l) * S * NH, A(qkv_, l, 3 * C), b, t, C, NH);
-    ops_.matmul_forward(A(attproj_, l, C), A(atty_, l, C), W(p + "attprojw"), W(p + "attprojb"), N, C, C);
-    ops_.residual_forward(A(residual2_, l, C), x, A(attproj_, l, C), size_t(N) * C);
-    ops_.layernorm_forward(A(ln2_, l, C), F(ln2_mean_, l), F(ln2_rstd_, l), A(residual2_, l, C), W(p + "ln2w"),
-                           W(p + "ln2b"), N, C);
-    ops_.matmul_forward(A(fch_, l, 4 * C), A(ln2_, l, C), W(p + "fcw"), W(p + "fcb"), N, C, 4 * C);
-    ops_.gelu_forward(A(fch_gelu_, l, 4 * C), A(fch_, l, 4 * C), size_t(N) * 4 * C);
-    ops_.matmul_forward(A(fcproj_, l, C), A(fch_gelu_, l, 4 * C), W(p + "fcprojw"), W(p + "fcprojb"), N, 4 * C, C);
-    ops_.residual_forward(A(residual3_, l, C), A(residual2_, l, C), A(fcproj_, l, C), size_t(N) * C);
+    block_forward(l, l == 0 ? encoded_.ptr(at) : A(residual3_, l - 1, C), N, l, [&](Ptr atty, Ptr qkv) {
+      ops_.attention_forward(atty, att_lse_.f32() + size_t(l) * S * NH, qkv, b, t, C, NH);
+    });
   }
   ops_.layernorm_forward(lnf_.ptr(at), lnf_mean_.f32(), lnf_rstd_.f32(), A(residual3_, L - 1, C), W("lnf.w"),
                          W("lnf.b"), N, C);
@@ -374,21 +388,9 @@ std::vector<float> GPT2::forward_cached(const int* tokens, int t) {
 
   ops_.encoder_forward(A(encoded_), inputs_.i32(), W("wte"), W("wpe").at(size_t(T0) * C), 1, t, C);
   for (int l = 0; l < L; ++l) {
-    const std::string p = "h." + std::to_string(l) + ".";
-    Ptr x = l == 0 ? A(encoded_) : A(residual3_);
-    ops_.layernorm_forward(A(ln1_), ln1_mean_.f32(), ln1_rstd_.f32(), x, W(p + "ln1w"), W(p + "ln1b"), t, C);
-    ops_.matmul_forward(A(qkv_), A(ln1_), W(p + "qkvw"), W(p + "qkvb"), t, C, 3 * C);
-    ops_.attention_decode(A(atty_), kcache_.ptr(at).at(l * slab), vcache_.ptr(at).at(l * slab), A(qkv_), T0, t, T_,
-                          C, NH);
-    ops_.matmul_forward(A(attproj_), A(atty_), W(p + "attprojw"), W(p + "attprojb"), t, C, C);
-    ops_.residual_forward(A(residual2_), x, A(attproj_), size_t(t) * C);
-    ops_.layernorm_forward(A(ln2_), ln2_mean_.f32(), ln2_rstd_.f32(), A(residual2_), W(p + "ln2w"), W(p + "ln2b"), t,
-                           C);
-    ops_.matmul_forward(A(fch_), A(ln2_), W(p + "fcw"), W(p + "fcb"), t, C, 4 * C);
-    ops_.gelu_forward(A(fch_gelu_), A(fch_), size_t(t) * 4 * C);
-    ops_.matmul_forward(A(fcproj_), A(fch_gelu_), W(p + "fcprojw"), W(p + "fcprojb"), t, 4 * C, C);
-    // x (residual3 for l > 0) is dead once residual2 exists, so residual3 can be overwritten
-    ops_.residual_forward(A(residual3_), A(residual2_), A(fcproj_), size_t(t) * C);
+    block_forward(l, l == 0 ? A(encoded_) : A(residual3_), t, 0, [&](Ptr atty, Ptr qkv) {
+      ops_.attention_decode(atty, kcache_.ptr(at).at(l * slab), vcache_.ptr(at).at(l * slab), qkv, T0, t, T_, C, NH);
+    });
   }
   ops_.layernorm_forward(A(lnf_), lnf_mean_.f32(), lnf_rstd_.f32(), A(residual3_).at(size_t(t - 1) * C), W("lnf.w"),
                          W("lnf.b"), 1, C);

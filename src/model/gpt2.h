@@ -132,6 +132,7 @@ class GPT2 {
   Buffer kcache_, vcache_;
   int kv_len_ = 0;
   std::vector<float> logits_row(size_t row) const;  // row of logits_ as fp32 host values (V of them)
+  void block_forward(int l, Ptr x, int N, int s, const std::function<void(Ptr, Ptr)>& attend);
 };
 
 }  // namespace mc
