@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/rng.h"
 #include "data/data.h"
+#include "model/gpt2.h"
 
 namespace mc::test {
 
@@ -35,6 +36,18 @@ inline std::string make_corpus(const std::string& dir) {
   std::ofstream(in) << text;
   prepare_text(in, dir + "/data", "byte", 0.1);
   return dir + "/data";
+}
+
+// A model shape for tests: maxT, V, L, NH, C, and Vp (default: V padded as the presets pad it).
+inline ModelConfig model_config(int maxT, int V, int L, int NH, int C, int Vp = 0) {
+  ModelConfig c;
+  c.max_seq_len = maxT;
+  c.vocab_size = V;
+  c.padded_vocab_size = Vp > 0 ? Vp : pad_vocab(V);
+  c.num_layers = L;
+  c.num_heads = NH;
+  c.channels = C;
+  return c;
 }
 
 // A very small, quick model run on that corpus.

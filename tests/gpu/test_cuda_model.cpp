@@ -15,6 +15,7 @@
 #include "model/gpt2.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/ops.h"
+#include "../test_util.h"
 
 namespace mc {
 namespace {
@@ -40,16 +41,7 @@ Result run(Ops& ops, const ModelConfig& cfg, const std::vector<float>& init, con
   return r;
 }
 
-ModelConfig config(int L, int NH, int C, int V, int T) {
-  ModelConfig cfg;
-  cfg.max_seq_len = T;
-  cfg.vocab_size = V;
-  cfg.padded_vocab_size = pad_vocab(V);
-  cfg.num_layers = L;
-  cfg.num_heads = NH;
-  cfg.channels = C;
-  return cfg;
-}
+ModelConfig config(int L, int NH, int C, int V, int T) { return test::model_config(T, V, L, NH, C); }
 
 void compare(int L, int NH, int C, int V, int B, int T, int b, int t) {
   NEED_GPU();

@@ -13,6 +13,7 @@
 #include "../gtest_util.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
+#include "../test_util.h"
 
 using namespace mc;
 namespace fs = std::filesystem;
@@ -22,16 +23,7 @@ namespace {
 
 std::string scratch() { return mc::test::test_scratch("ckmeta"); }
 
-ModelConfig small_model() {
-  ModelConfig c;
-  c.max_seq_len = 8;
-  c.vocab_size = 20;
-  c.padded_vocab_size = 32;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.channels = 8;
-  return c;
-}
+ModelConfig small_model() { return test::model_config(8, 20, 2, 2, 8, 32); }
 
 // The metadata the trainer writes (src/train/trainer.cpp), for small_model().
 json good_meta() {

@@ -17,6 +17,7 @@
 #include "model/generate.h"
 #include "model/gpt2.h"
 #include "ops/cpu/cpu_ops.h"
+#include "../test_util.h"
 
 namespace mc {
 namespace {
@@ -128,16 +129,7 @@ TEST(CpuMatmul, OneRowMatchesManyRows) {
   }
 }
 
-ModelConfig config(int maxT, int V, int L, int NH, int C) {
-  ModelConfig c;
-  c.max_seq_len = maxT;
-  c.vocab_size = V;
-  c.padded_vocab_size = pad_vocab(V);
-  c.num_layers = L;
-  c.num_heads = NH;
-  c.channels = C;
-  return c;
-}
+ModelConfig config(int maxT, int V, int L, int NH, int C) { return test::model_config(maxT, V, L, NH, C); }
 
 // GPT-2 init with weights scaled up, so that attention and the MLP shape the logits visibly (at the
 // 0.02 init every position's logits are nearly the same and a broken cache could hide).

@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "../gtest_util.h"
 #include "model/llmc_io.h"
+#include "../test_util.h"
 
 using namespace mc;
 namespace fs = std::filesystem;
@@ -38,16 +39,7 @@ std::string write_model(const std::string& path, std::vector<int32_t> fields, si
 
 using mc::test::expect_usage;
 
-ModelConfig small() {
-  ModelConfig c;
-  c.max_seq_len = 16;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.channels = 8;
-  return c;
-}
+ModelConfig small() { return test::model_config(16, 50, 2, 2, 8, 64); }
 
 }  // namespace
 

@@ -9,20 +9,12 @@
 #include "core/rng.h"
 #include "model/gpt2.h"
 #include "ops/cpu/cpu_ops.h"
+#include "../test_util.h"
 
 using namespace mc;
 
 namespace {
-ModelConfig small_config() {
-  ModelConfig c;
-  c.max_seq_len = 8;
-  c.vocab_size = 40;
-  c.padded_vocab_size = 128;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.channels = 16;
-  return c;
-}
+ModelConfig small_config() { return test::model_config(8, 40, 2, 2, 16); }
 void random_tokens(std::vector<int>& v, int V, uint64_t seed) {
   Rng r(seed);
   for (auto& t : v) t = int(r.next() % uint64_t(V));

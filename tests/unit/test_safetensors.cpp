@@ -14,6 +14,7 @@
 #include "core/errors.h"
 #include "model/gpt2.h"
 #include "model/safetensors.h"
+#include "../test_util.h"
 
 using namespace mc;
 using mc::test::expect_usage;
@@ -41,16 +42,7 @@ std::string raw_file(const std::string& p, const std::string& header, size_t dat
   return p;
 }
 
-ModelConfig small() {
-  ModelConfig c;
-  c.max_seq_len = 8;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.channels = 4;
-  return c;
-}
+ModelConfig small() { return test::model_config(8, 50, 2, 2, 4, 64); }
 
 }  // namespace
 
