@@ -201,6 +201,16 @@ void validate_meta(const Header& h, const std::string& path) {
   }
 }
 
+// The CRC-32 the 16-byte trailer at off stores (UsageError if it is missing or not a trailer).
+uint32_t read_trailer(int fd, uint64_t off, const std::string& path) {
+  unsigned char tail[16];
+  if (pread_full(fd, tail, 16, off, path) != 16) throw UsageError(path + ": truncated checkpoint (no trailer)");
+  if (std::memcmp(tail + 8, kEndMagic, 8) != 0) throw UsageError(path + ": corrupted checkpoint (bad trailer)");
+  uint32_t stored = 0;
+  std::memcpy(&stored, tail, 4);
+  return stored;
+}
+
 LoadedCheckpoint load_file(const std::string& path, bool validate) {
   const int fd = open_input_file(path, "");
   FdCloser closer(fd);
@@ -218,11 +228,7 @@ LoadedCheckpoint load_file(const std::string& path, bool validate) {
     crc = crc32_z(crc, reinterpret_cast<const Bytef*>(p), bytes);
     off += bytes;
   }
-  unsigned char tail[16];
-  if (pread_full(fd, tail, 16, off, path) != 16) throw UsageError(path + ": truncated checkpoint (no trailer)");
-  if (std::memcmp(tail + 8, kEndMagic, 8) != 0) throw UsageError(path + ": corrupted checkpoint (bad trailer)");
-  uint32_t stored = 0;
-  std::memcpy(&stored, tail, 4);
+  const uint32_t stored = read_trailer(fd, off, path);
   if (stored != uint32_t(crc))
     throw UsageError(path + strfmt(": corrupted checkpoint (checksum %08x, expected %08x)", unsigned(crc), stored));
   if (validate) validate_meta(h, path);
@@ -235,6 +241,22 @@ nlohmann::json read_checkpoint_meta(const std::string& path) {
   const int fd = open_input_file(path, "");
   FdCloser closer(fd);
   return read_header(path, fd, nullptr).meta;
+}
+
+CheckpointChecksum checkpoint_checksum(const std::string& path) {
+  const int fd = open_input_file(path, "");
+  FdCloser closer(fd);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const Header h = read_header(path, fd, &crc);
+  const uint64_t end = h.file_bytes - 16;  // read_header checked room for the trailer
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  for (uint64_t off = h.data_offset; off < end;) {
+    const size_t n = size_t(std::min<uint64_t>(buf.size(), end - off));
+    if (pread_full(fd, buf.data(), n, off, path) != n) throw UsageError(path + ": truncated checkpoint (tensor data)");
+    crc = crc32_z(crc, buf.data(), n);
+    off += n;
+  }
+  return {read_trailer(fd, end, path), uint32_t(crc)};
 }
 
 LoadedCheckpoint load_checkpoint_file(const std::string& path) { return load_file(path, false); }

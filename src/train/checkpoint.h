@@ -54,6 +54,13 @@ ModelConfig checkpoint_model(const LoadedCheckpoint& ck);
 nlohmann::json model_json(const ModelConfig& m);
 // Reads only the metadata (structure checked, checksum not).
 nlohmann::json read_checkpoint_meta(const std::string& path);
+// The checksum of a checkpoint: the CRC-32 its trailer stores and the one computed over every byte
+// before the trailer (streamed, nothing allocated per tensor). UsageError for a file whose structure or
+// trailer is broken, as load_checkpoint_file; a mismatch is for the caller to judge (`info` shows both).
+struct CheckpointChecksum {
+  uint32_t stored = 0, computed = 0;
+};
+CheckpointChecksum checkpoint_checksum(const std::string& path);
 
 std::string checkpoint_path(const std::string& dir, int step);
 // ckpt_*.bin files of dir, newest (highest step) first; empty if dir does not exist.

@@ -6,7 +6,6 @@
 // file, or a damaged file of a known kind. For a damaged file, what could be read is still printed
 // on stdout (with "ok": false and the "defect" in --json), and the defect is the one line on stderr.
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -144,7 +143,7 @@ void info_llmc_model(const std::string& path, int fd, uint64_t bytes, ojson& r) 
 
 // ---- checkpoints ------------------------------------------------------------------------------
 
-void info_checkpoint(const std::string& path, int fd, uint64_t bytes, ojson& r) {
+void info_checkpoint(const std::string& path, uint64_t bytes, ojson& r) {
   r["format"] = "minicolossus checkpoint";
   r["bytes"] = bytes;
   nlohmann::json meta;
@@ -163,28 +162,19 @@ void info_checkpoint(const std::string& path, int fd, uint64_t bytes, ojson& r) 
     for (const auto& t : meta["tensors"]) tensors.push_back({{"name", t["name"]}, {"numel", t["numel"]}});
   r["tensors"] = tensors;
   // The one checksum: CRC-32 of every byte before the 16-byte trailer (checkpoint.h).
-  uLong crc = crc32(0L, Z_NULL, 0);
-  std::vector<unsigned char> buf(size_t(1) << 20);
-  const uint64_t body = bytes - 16;  // read_checkpoint_meta guaranteed room for the trailer
-  for (uint64_t off = 0; off < body;) {
-    const size_t n = size_t(std::min<uint64_t>(buf.size(), body - off));
-    if (pread_full(fd, buf.data(), n, off, path) != n) throw Defect{path + ": file shrank while being read"};
-    crc = crc32_z(crc, buf.data(), n);
-    off += n;
+  CheckpointChecksum cs;
+  try {
+    cs = checkpoint_checksum(path);
+  } catch (const UsageError& e) {
+    throw Defect{e.what()};
   }
-  unsigned char tail[16];
-  if (pread_full(fd, tail, 16, body, path) != 16) throw Defect{path + ": file shrank while being read"};
-  uint32_t stored = 0;
-  std::memcpy(&stored, tail, 4);
-  const bool end_ok = std::memcmp(tail + 8, "MCCKEND1", 8) == 0;
   r["checksum"] = {{"kind", "crc32 of the whole file before its trailer"},
-                   {"stored", strfmt("%08x", stored)},
-                   {"computed", strfmt("%08x", unsigned(crc))},
-                   {"ok", end_ok && stored == uint32_t(crc)}};
-  if (!end_ok) throw Defect{path + ": corrupted checkpoint (bad trailer: not MCCKEND1)"};
-  if (stored != uint32_t(crc))
+                   {"stored", strfmt("%08x", cs.stored)},
+                   {"computed", strfmt("%08x", cs.computed)},
+                   {"ok", cs.stored == cs.computed}};
+  if (cs.stored != cs.computed)
     throw Defect{path + strfmt(": checksum mismatch: CRC-32 computed %08x, stored %08x (the file is damaged)",
-                               unsigned(crc), stored)};
+                               cs.computed, cs.stored)};
   // The checksum holds: now the metadata every command relies on (Note [Checkpoint metadata is input]).
   try {
     load_checkpoint(path);
@@ -452,7 +442,7 @@ int cmd_info(int argc, char** argv) {
       uint64_t n8 = 0;
       std::memcpy(&n8, head, 8);
       if (got >= 8 && std::memcmp(head, "MCCKPT01", 8) == 0) {
-        info_checkpoint(path, fd, bytes, r);
+        info_checkpoint(path, bytes, r);
       } else if (magic == kShardMagic) {
         info_shard(path, head, bytes, r);
       } else if (magic == kLlmcModelMagic) {

@@ -7,9 +7,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "core/errors.h"
+#include "core/files.h"
 #include "../gtest_util.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
@@ -201,4 +203,23 @@ TEST(CheckpointMeta, ExistingChecksAreStillThere) {
   expect_usage([&] { load_checkpoint(d + "/flip.bin"); }, {d + "/flip.bin", "truncated"});
   expect_usage([&] { load_checkpoint(d + "/missing.bin"); }, {d + "/missing.bin", "cannot open"});
   expect_usage([&] { load_checkpoint(d); }, {d, "directory"});
+}
+
+// checkpoint_checksum (what `info` shows) agrees with what load_checkpoint verifies: equal on a good file,
+// different after one data byte flips (which load_checkpoint refuses), and a missing trailer is refused.
+TEST(CheckpointMeta, ChecksumStreamsTheSameCrcLoadVerifies) {
+  const std::string d = scratch();
+  const size_t n = nparams();
+  const std::string p = write(d + "/good.bin", good_meta(), n, n, n);
+  const CheckpointChecksum good = checkpoint_checksum(p);
+  EXPECT_EQ(good.stored, good.computed);
+  std::string bytes = mc::read_input_file(p, "");
+  bytes[bytes.size() - 40] ^= 1;  // inside the last tensor
+  std::ofstream(d + "/flip.bin", std::ios::binary) << bytes;
+  const CheckpointChecksum flip = checkpoint_checksum(d + "/flip.bin");
+  EXPECT_EQ(flip.stored, good.stored);
+  EXPECT_NE(flip.computed, flip.stored);
+  expect_usage([&] { load_checkpoint(d + "/flip.bin"); }, {"flip.bin", "checksum"});
+  std::ofstream(d + "/cut.bin", std::ios::binary) << bytes.substr(0, bytes.size() - 8);
+  expect_usage([&] { checkpoint_checksum(d + "/cut.bin"); }, {"cut.bin"});
 }
