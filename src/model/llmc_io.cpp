@@ -49,6 +49,17 @@ size_t validate_model_config(const ModelConfig& c, const std::string& where) {
   return make_layout(c).total;
 }
 
+ModelConfig llmc_header_model(const int32_t* h) {
+  ModelConfig c;
+  c.max_seq_len = h[2];
+  c.vocab_size = h[3];
+  c.num_layers = h[4];
+  c.num_heads = h[5];
+  c.channels = h[6];
+  c.padded_vocab_size = h[7];
+  return c;
+}
+
 uint64_t llmc_model_bytes(const ModelConfig& c, int version) {
   const uint64_t elem = version == kLlmcBf16 ? 2 : 4;
   return 256 * sizeof(int32_t) + uint64_t(make_layout(c).total) * elem;
@@ -71,13 +82,8 @@ LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
     throw UsageError(who + strfmt(": llm.c model version %d is not supported (3 = fp32 and 5 = bf16 are)", h[1]));
   LlmcModel m;
   m.version = h[1];
-  ModelConfig& c = m.cfg;
-  c.max_seq_len = h[2];
-  c.vocab_size = h[3];
-  c.num_layers = h[4];
-  c.num_heads = h[5];
-  c.channels = h[6];
-  c.padded_vocab_size = h[7];
+  m.cfg = llmc_header_model(h);
+  const ModelConfig& c = m.cfg;
   validate_model_config(c, who + " (llm.c header)");
   const uint64_t want = llmc_model_bytes(c, m.version);
   if (file_bytes != want)

@@ -36,6 +36,8 @@ constexpr int kMaxChannels = 1 << 16;    // C
 // naming the field. The layout (at most kMaxLayers layers) is built only once the fields passed.
 size_t validate_model_config(const ModelConfig& cfg, const std::string& where);
 
+// The model an llm.c header (256 int32) describes, fields [2..7] as they are: not validated.
+ModelConfig llmc_header_model(const int32_t* h);
 // The bytes an llm.c model file of this (validated) configuration and version (3 or 5) has.
 uint64_t llmc_model_bytes(const ModelConfig& cfg, int version);
 

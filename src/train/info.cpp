@@ -125,9 +125,7 @@ void info_llmc_model(const std::string& path, int fd, uint64_t bytes, ojson& r) 
   r["bytes"] = bytes;
   if (h[1] != kLlmcFp32 && h[1] != kLlmcBf16)
     throw Defect{path + strfmt(": llm.c model version %d is not supported (3 = fp32 and 5 = bf16 are)", h[1])};
-  ModelConfig c;
-  c.max_seq_len = h[2], c.vocab_size = h[3], c.num_layers = h[4], c.num_heads = h[5], c.channels = h[6];
-  c.padded_vocab_size = h[7];
+  const ModelConfig c = llmc_header_model(h);
   try {
     r["parameters"] = validate_model_config(c, path);
   } catch (const UsageError& e) {
