@@ -133,6 +133,48 @@ def numpy_loss(w, cfg, seqs):
     return total / count
 
 
+def check_tokenizer_files(mc, hf_dir, work):
+    """transformers' tokenizers (slow and fast) from the exported vocab.json/merges.txt against ours: the
+    same ids for the tricky texts of check_tokenizer.py (GPT-2's BPE, from `minicolossus prepare`), or one
+    id per byte for the byte tokenizer, and decoding back to the same text."""
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    if not os.path.exists(os.path.join(hf_dir, "vocab.json")):
+        print("note: no tokenizer files in the export (the tokenizer is neither gpt2 nor byte)")
+        return
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import check_tokenizer as ct
+
+    fast, slow = AutoTokenizer.from_pretrained(hf_dir), GPT2Tokenizer.from_pretrained(hf_dir)
+    check(fast.is_fast and len(fast) == len(slow), f"AutoTokenizer loads the export ({type(fast).__name__}, "
+          f"{len(fast)} tokens)")
+    texts = dict(ct.TRICKY, all="\n".join(ct.TRICKY.values()))
+    gpt2 = len(fast) == ct.EOT + 1
+    bad = []
+    for i, (name, text) in enumerate(texts.items()):
+        if gpt2:
+            # transformers reads a literal <|endoftext|> as the special token (GPT-2's own tokenizer files do
+            # the same; tiktoken's encode with allowed_special="all"), where prepare keeps it as text
+            # (encode_ordinary): so the texts between them are compared, joined by 50256.
+            want = []
+            for j, piece in enumerate(text.split("<|endoftext|>")):
+                want += [ct.EOT] if j else []
+                if piece:
+                    d = os.path.join(work, f"tok{i}_{j}")
+                    os.makedirs(d, exist_ok=True)
+                    want += ct.mc_encode(mc, os.environ.get("MC_GPT2_TIKTOKEN") or ct.default_ranks(),
+                                         piece.encode(), d)[0]
+        else:
+            want = list(text.encode())
+        for tok in (fast, slow):
+            ids = tok.encode(text)
+            if ids != want or tok.decode(ids) != text:
+                bad.append(f"{name} ({type(tok).__name__}: first difference at "
+                           f"{ct.first_mismatch(ids, want)})")
+    check(not bad, f"transformers' tokenizers give our ids and decode back for {len(texts)} texts "
+          f"({'GPT-2 BPE' if gpt2 else 'bytes'})" + (": " + ", ".join(bad) if bad else ""))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mc", required=True, help="minicolossus binary")
@@ -217,6 +259,7 @@ def main():
         print(f"figures: transformers {torch.__version__ if hasattr(torch, '__version__') else ''} GPT2LMHeadModel "
               f"{tl:.6f}, relative difference to eval {trel:.2e}")
         check(trel < 1e-4, f"GPT2LMHeadModel loss matches eval (relative difference {trel:.2e} < 1e-4)")
+        check_tokenizer_files(a.mc, hf_dir, a.work)
     print("all passed" if failures == 0 else f"{failures} failed")
     sys.exit(0 if failures == 0 else 1)
 

@@ -40,6 +40,8 @@ class Gpt2Bpe {
   // written "<id>" (decoding never throws).
   std::string decode(const std::vector<int>& tokens) const;
   const std::string& path() const { return path_; }
+  // The bytes of every mergeable token, by id (0 .. kGpt2MergeableRanks - 1).
+  const std::vector<std::string>& token_bytes() const { return tokens_; }
 
   // The BPE of one piece (no pre-tokenisation), for tests: tiktoken's byte_pair_encode.
   void encode_piece(std::string_view piece, std::vector<uint16_t>& out) const;

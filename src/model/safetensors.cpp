@@ -1,5 +1,6 @@
 // safetensors writing and checked reading (see safetensors.h).
 #include "model/safetensors.h"
+#include "model/hf_tokenizer.h"
 
 #include <sys/stat.h>
 
@@ -247,8 +248,9 @@ std::string hf_gpt2_config_json(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-void write_hf_gpt2(const std::string& dir, const ModelConfig& c, const std::vector<float>& params,
-                   std::map<std::string, std::string> metadata) {
+std::vector<std::string> write_hf_gpt2(const std::string& dir, const ModelConfig& c,
+                                       const std::vector<float>& params, std::map<std::string, std::string> metadata,
+                                       const std::string& tokenizer) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
     MC_REQUIRE(S_ISDIR(st.st_mode), "--out %s: exists and is not a directory (%s)", dir.c_str(),
@@ -256,15 +258,23 @@ void write_hf_gpt2(const std::string& dir, const ModelConfig& c, const std::vect
   } else if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     throw UsageError(strfmt("--out %s: cannot create the directory: %s", dir.c_str(), std::strerror(errno)));
   }
-  const std::string st_path = dir + "/model.safetensors", cfg_path = dir + "/config.json";
+  // Everything is made (the tokenizer's merges need the ranks file) and every target checked before the
+  // first file is written, so a refusal leaves the directory as it was.
+  std::vector<std::pair<std::string, std::string>> text_files = {{"config.json", hf_gpt2_config_json(c)}};
+  for (auto& f : hf_tokenizer_files(tokenizer, c.max_seq_len)) text_files.push_back(std::move(f));
+  const std::string st_path = dir + "/model.safetensors";
   check_output_path(st_path, "--out");
-  check_output_path(cfg_path, "--out");
+  for (const auto& [name, text] : text_files) check_output_path(dir + "/" + name, "--out");
   std::vector<std::vector<float>> storage;
   const std::vector<SafeTensorOut> tensors = hf_gpt2_tensors(c, params, &storage);
   metadata["format"] = "pt";  // what transformers expects of a PyTorch state dict
   write_safetensors(st_path, tensors, metadata);
-  const std::string cfg = hf_gpt2_config_json(c);
-  write_file_atomic(cfg_path, {{cfg.data(), cfg.size()}});
+  std::vector<std::string> names = {"model.safetensors"};
+  for (const auto& [name, text] : text_files) {
+    write_file_atomic(dir + "/" + name, {{text.data(), text.size()}});
+    names.push_back(name);
+  }
+  return names;
 }
 
 }  // namespace mc

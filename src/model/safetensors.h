@@ -76,9 +76,11 @@ std::vector<SafeTensorOut> hf_gpt2_tensors(const ModelConfig& cfg, const std::ve
 // config.json for transformers' GPT2Config. bos/eos are <|endoftext|> (50256) only for the GPT-2
 // vocabulary (V = 50257); null otherwise.
 std::string hf_gpt2_config_json(const ModelConfig& cfg);
-// Writes DIR/model.safetensors and DIR/config.json (each atomically; DIR is created if missing, its
-// parent must exist). metadata goes into the safetensors header next to {"format": "pt"}.
-void write_hf_gpt2(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params,
-                   std::map<std::string, std::string> metadata);
+// Writes DIR/model.safetensors, DIR/config.json and, for tokenizer "gpt2" or "byte", the tokenizer's
+// files (model/hf_tokenizer.h), each atomically; DIR is created if missing, its parent must exist.
+// metadata goes into the safetensors header next to {"format": "pt"}. Returns the names written.
+std::vector<std::string> write_hf_gpt2(const std::string& dir, const ModelConfig& cfg,
+                                       const std::vector<float>& params, std::map<std::string, std::string> metadata,
+                                       const std::string& tokenizer);
 
 }  // namespace mc

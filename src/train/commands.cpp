@@ -286,8 +286,12 @@ int cmd_export(int argc, char** argv) {
       meta["minicolossus.step"] = std::to_string(src.meta.at("step").get<int>());
       meta["minicolossus.tokenizer"] = src.meta.at("tokenizer").get<std::string>();
     }
-    write_hf_gpt2(out, src.cfg, src.params, meta);
-    std::printf("wrote %s/model.safetensors and %s/config.json\n", out.c_str(), out.c_str());
+    // The tokenizer files too, where the tokenizer is known: the checkpoint's, or the vocabulary's.
+    const int V = src.cfg.vocab_size;
+    const std::string tok = src.is_ckpt ? src.meta.at("tokenizer").get<std::string>()
+                            : V == kGpt2Vocab ? "gpt2" : V == kByteVocab ? "byte" : "";
+    for (const std::string& name : write_hf_gpt2(out, src.cfg, src.params, meta, tok))
+      std::printf("wrote %s/%s\n", out.c_str(), name.c_str());
   } else {
     write_llmc_model(out, src.cfg, src.params, format == "llmc" ? kLlmcFp32 : kLlmcBf16);
     std::printf("wrote %s\n", out.c_str());

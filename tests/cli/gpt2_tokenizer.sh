@@ -57,6 +57,20 @@ if [ -n "$CK" ]; then
   "$MC" sample --ckpt "$CK" --prompt "In the beginning" --tokens 8 --top-k 5 >sample.txt 2>&1 \
     && [ "$(head -c 16 sample.txt)" = "In the beginning" ] && ! grep -q '<[0-9]*>' sample.txt \
     && pass "sample prints text: $(head -c 80 sample.txt | tr '\n' ' ')" || fail "sample: $(head -c 300 sample.txt)"
+  # export --format hf writes GPT-2's tokenizer files: 50257 ids, 50000 merges in rank order.
+  "$MC" export --ckpt "$CK" --format hf --out hf >export.txt 2>&1 && python3 - <<'PY' \
+    && pass "export --format hf writes vocab.json, merges.txt, tokenizer_config.json" || fail "hf tokenizer files: $(tail -3 export.txt)"
+import json
+v = json.load(open("hf/vocab.json", encoding="utf-8"))
+assert len(v) == 50257 and sorted(v.values()) == list(range(50257)), len(v)
+assert v["<|endoftext|>"] == 50256 and v["\u0120the"] == 262 and v["Hello"] == 15496
+m = open("hf/merges.txt", encoding="utf-8").read().split("\n")
+assert m[0] == "#version: 0.2" and m[1] == "\u0120 t" and len(m) == 50002 and m[-1] == "", (m[:3], len(m))
+assert all(v[a + b] == 256 + i for i, (a, b) in enumerate(l.split(" ") for l in m[1:-1]))
+c = json.load(open("hf/tokenizer_config.json"))
+assert c["eos_token"] == "<|endoftext|>" and c["model_max_length"] == 128, c
+assert json.load(open("hf/config.json"))["eos_token_id"] == 50256
+PY
 else
   fail "no checkpoint after training"
 fi

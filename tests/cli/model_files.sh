@@ -18,6 +18,15 @@ assert os.path.getsize("m32.bin") - 1024 == 2 * (os.path.getsize("m16.bin") - 10
 PY
 [ -f hf/model.safetensors ] && [ -f hf/config.json ] && pass "hf/model.safetensors and hf/config.json written" \
   || fail "hf export files missing"
+# The byte tokenizer's files: one id per byte, no merges, no special tokens.
+python3 - <<'PY' && pass "hf tokenizer files for the byte tokenizer" || fail "hf byte tokenizer files"
+import json
+v = json.load(open("hf/vocab.json", encoding="utf-8"))
+assert sorted(v.values()) == list(range(256)) and v["a"] == 97 and v["\u0120"] == 32 and v["\u010a"] == 10, v
+assert open("hf/merges.txt").read() == "#version: 0.2\n"
+c = json.load(open("hf/tokenizer_config.json"))
+assert c["tokenizer_class"] == "GPT2Tokenizer" and c["eos_token"] is None, c
+PY
 
 # ---- eval and sample on the llm.c files: the checkpoint's numbers --------------------------------------
 loss() { "$@" 2>&1 | awk '/^val_loss/ {print $2}'; }

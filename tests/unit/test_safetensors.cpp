@@ -3,6 +3,7 @@
 // transposes, wte cut to V rows, no lm_head).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -226,7 +227,8 @@ TEST(Safetensors, WriteHfDirectory) {
   const ModelConfig c = small();
   std::vector<float> w(make_layout(c).total);
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::cos(float(i));
-  write_hf_gpt2(out, c, w, {{"minicolossus.step", "7"}});
+  EXPECT_EQ(write_hf_gpt2(out, c, w, {{"minicolossus.step", "7"}}, ""),
+            (std::vector<std::string>{"model.safetensors", "config.json"}));
   const SafetensorsFile f = read_safetensors_header(out + "/model.safetensors", "");
   EXPECT_EQ(f.metadata.at("format"), "pt");
   EXPECT_EQ(f.metadata.at("minicolossus.step"), "7");
@@ -238,8 +240,17 @@ TEST(Safetensors, WriteHfDirectory) {
             std::vector<float>(w.begin() + std::ptrdiff_t(make_layout(c).find("lnf.w").offset),
                                w.begin() + std::ptrdiff_t(make_layout(c).find("lnf.w").offset + 4)));
   EXPECT_TRUE(nlohmann::json::parse(slurp(out + "/config.json")).is_object());
-  write_hf_gpt2(out, c, w, {});  // an existing directory is written into again
+  // An existing directory is written into again; the byte tokenizer's files come with it.
+  EXPECT_EQ(write_hf_gpt2(out, c, w, {}, "byte"),
+            (std::vector<std::string>{"model.safetensors", "config.json", "vocab.json", "merges.txt",
+                                      "tokenizer_config.json"}));
+  EXPECT_EQ(nlohmann::json::parse(slurp(out + "/vocab.json")).size(), 256u);
+  // A target that cannot be written is refused before anything is written.
+  ::mkdir((d + "/hf2").c_str(), 0755);
+  ::mkdir((d + "/hf2/merges.txt").c_str(), 0755);
+  expect_usage([&] { write_hf_gpt2(d + "/hf2", c, w, {}, "byte"); }, {"--out " + d + "/hf2/merges.txt"});
+  EXPECT_NE(::access((d + "/hf2/model.safetensors").c_str(), F_OK), 0);
   spit(d + "/file", "x");
-  expect_usage([&] { write_hf_gpt2(d + "/file", c, w, {}); }, {"--out " + d + "/file", "not a directory"});
-  expect_usage([&] { write_hf_gpt2(d + "/no/such", c, w, {}); }, {"--out " + d + "/no/such", "cannot create"});
+  expect_usage([&] { write_hf_gpt2(d + "/file", c, w, {}, ""); }, {"--out " + d + "/file", "not a directory"});
+  expect_usage([&] { write_hf_gpt2(d + "/no/such", c, w, {}, ""); }, {"--out " + d + "/no/such", "cannot create"});
 }
