@@ -15,6 +15,7 @@
 #include "dist/watchdog.h"
 #include "train/commands.h"
 #include "train/launch.h"
+#include "mc_git_rev.h"  // generated: cmake/git_rev.cmake
 
 namespace {
 const char* kUsage =

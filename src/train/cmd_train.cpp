@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "train/commands.h"
 #include "train/trainer.h"
+#include "mc_git_rev.h"  // generated: cmake/git_rev.cmake
 
 namespace mc {
 

@@ -19,6 +19,7 @@
 #include "core/files.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
+#include "mc_git_rev.h"  // generated: cmake/git_rev.cmake
 
 namespace mc {
 
