@@ -80,7 +80,7 @@ class GPT(nn.Module):
         for b in self.blocks:
             x = b(x)
         logits = self.lm_head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
 def main():
@@ -95,6 +95,9 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="bf16", choices=["bf16", "fp32"],
+                    help="bf16 autocast (the GPU comparison) or fp32 throughout (the CPU comparison: "
+                         "minicolossus's cpu ops are fp32)")
     a = ap.parse_args()
 
     L, C, NH, max_t = PRESETS[a.model]
@@ -130,7 +133,7 @@ def main():
         data = torch.randint(0, VOCAB, (a.batch, T + 1), device=dev, generator=gen)
         x, y = data[:, :-1], data[:, 1:]
         t0 = time.perf_counter()
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             loss = step_fn(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,6 +163,8 @@ def main():
         "loss": losses[-1],
         "params": n_params,
         "compile": not a.no_compile,
+        "precision": a.precision,
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
     }
