@@ -2,6 +2,8 @@
 // Exit codes: 0 success, 2 bad usage or input (one line naming the flag/file), 1 runtime failure.
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/files.h"
 #include "dist/bench.h"
 #include "dist/comm.h"
 #include "dist/watchdog.h"
@@ -44,9 +47,29 @@ double early_watchdog_s(int argc, char** argv) {
   }
   return mc::TrainConfig{}.watchdog_s;
 }
+
+// Note [Standard output is checked]
+// What eval, sample, info, simulate, export, prepare, bench-allreduce and --help print is their
+// product, so a write that fails (stdout on a full disk or /dev/full, a closed descriptor, a reader
+// that went away: `info --json F | head -1`) must not end in exit 0, nor in death by SIGPIPE: SIGPIPE
+// is ignored, and once the command is done stdout is flushed and its error flag checked; a failure is
+// one line and exit 1 (not the user's input). train and launch are exempt: their stdout is a log, and
+// losing it must not fail a run that saved its checkpoint (README: Never hang, never lose a run).
+int check_stdout(int rc) {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int e = errno;
+  if (flushed && !std::ferror(stdout)) return rc;
+  if (rc == 0) {  // otherwise the command's own error was reported already
+    std::fprintf(stderr, "minicolossus: stdout: write failed%s%s\n", e ? ": " : "", e ? std::strerror(e) : "");
+    rc = 1;
+  }
+  return rc;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  mc::ensure_standard_fds();  // Note [Standard descriptors] (core/files.h): before anything opens a file
   // Note [OpenMP wait policy] (cpu_ops.cpp): spinning OpenMP workers halve OpenBLAS's speed, and
   // libgomp reads OMP_WAIT_POLICY only at load time, so start over once with it set. A user's own
   // setting is kept.
@@ -63,13 +86,18 @@ int main(int argc, char** argv) {
     execv("/proc/self/exe", argv);  // only returns on failure: then run as we are
   }
   std::string sub = argc >= 2 ? argv[1] : "train";
+  // Note [Standard output is checked]. train installs its own handlers; launch's children (mpirun and
+  // the ranks) would inherit an ignored SIGPIPE.
+  const bool help = sub == "--help" || sub == "-h" || sub == "help" || sub == "--version";
+  const bool trains = argc < 2 || sub == "train" || (sub.rfind('-', 0) == 0 && !help);
+  if (!trains && sub != "launch") std::signal(SIGPIPE, SIG_IGN);
   if (sub == "--help" || sub == "-h" || sub == "help") {
     std::printf("%s", kUsage);
-    return 0;
+    return check_stdout(0);
   }
   if (sub == "--version") {
     std::printf("minicolossus %s\n", MC_GIT_REV);
-    return 0;
+    return check_stdout(0);
   }
   // Flags without a subcommand go to train.
   std::vector<char*> args(argv, argv + argc);
@@ -114,5 +142,6 @@ int main(int argc, char** argv) {
     rc = 1;
   }
   if (distributed) mc::dist_finalize();
+  if (sub != "train" && sub != "launch") rc = check_stdout(rc);
   return rc;
 }

@@ -26,6 +26,19 @@ std::string parent_of(const std::string& path) {
 
 }  // namespace
 
+void ensure_standard_fds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // open() returns the lowest free number, which is fd (the lower ones are open by now). Opened for the
+    // other direction, so that the number is taken but using it still fails (EBADF) as on a closed one.
+    const int got = ::open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+    if (got >= 0 && got != fd) {  // cannot happen unless /dev/null is odd; keep the number reserved anyway
+      ::dup2(got, fd);
+      ::close(got);
+    }
+  }
+}
+
 FdCloser::~FdCloser() {
   if (fd >= 0) ::close(fd);
 }

@@ -45,6 +45,16 @@ std::string read_input_file(const std::string& path, const std::string& what, si
 // leaves a partial file under `path`. Throws RuntimeError naming the file on I/O failure.
 void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts);
 
+// Note [Standard descriptors]
+// A process started with stdin, stdout or stderr closed (`train >&-`, some daemons and schedulers) hands
+// those numbers to the next files it opens: the checkpoint directory's lock, the metrics file, a
+// temporary checkpoint, an MPI socket. Every printf would then write into that file (measured: the step
+// lines ended up in <ckpt-dir>/.minicolossus.lock). Called first thing in main, this opens /dev/null on
+// each of 0, 1, 2 that is closed, so no file we open later can take their place: read-only on 1 and 2,
+// write-only on 0, so that writing to stdout or stderr (reading stdin) still fails with EBADF exactly as
+// on the closed descriptor (commands whose output is their product report that; train just goes on).
+void ensure_standard_fds();
+
 // Closes a descriptor when it goes out of scope.
 struct FdCloser {
   int fd = -1;

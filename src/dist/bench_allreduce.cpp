@@ -142,14 +142,11 @@ int cmd_bench_allreduce(int argc, char** argv) {
   MC_REQUIRE(f.iters >= 1, "--iters %d: must be at least 1", f.iters);
   MC_REQUIRE(f.warmup >= 0, "--warmup %d: must not be negative", f.warmup);
 
-  // Devices and communicator, in the trainer's order: the host communicator tells the local rank,
-  // which picks the GPU.
+  // Devices and communicator, in the trainer's order (cmd_train.cpp): the job's world communicator tells
+  // the local rank, which picks the GPU; then the communicator of --comm is built once, for those ops.
   std::unique_ptr<Ops> ops;
   std::unique_ptr<Communicator> comm;
-  if (f.device == "cuda") {
-    int local_rank = make_communicator(f.comm, nullptr)->local_rank();
-    ops = make_ops("cuda", local_rank);
-  }
+  if (f.device == "cuda") ops = make_ops("cuda", make_world_communicator()->local_rank());
   comm = make_communicator(f.comm, ops.get());
   const int n = comm->size();
   const bool root = comm->rank() == 0;

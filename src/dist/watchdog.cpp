@@ -29,7 +29,7 @@ struct State {
   std::condition_variable cv;
   std::thread thread;
   bool running = false, stop = false, finalizing = false;
-  double timeout_s = 0, slowest_s = 0, last = 0;
+  double timeout_s = 0, slowest_s = 0, last = 0, phase_min_s = 0;
   std::string phase;
 };
 State& state() {
@@ -43,7 +43,7 @@ void watch() {
   while (!s.stop) {
     s.cv.wait_for(lk, std::chrono::milliseconds(200));
     if (s.stop) break;
-    const double limit = std::max(s.timeout_s, 10.0 * s.slowest_s);
+    const double limit = std::max({s.timeout_s, 10.0 * s.slowest_s, s.phase_min_s});
     const double idle = now_s() - s.last;
     if (idle <= limit) continue;
     const int r = error_rank();
@@ -91,11 +91,12 @@ void watchdog_start(double timeout_s, const std::string& phase) {
   s.thread = std::thread(watch);
 }
 
-void watchdog_phase(const std::string& phase) {
+void watchdog_phase(const std::string& phase, double min_limit_s) {
   {
     State& s = state();
     std::lock_guard<std::mutex> lk(s.mu);
     s.phase = phase;
+    s.phase_min_s = min_limit_s;
     s.last = now_s();
   }
   maybe_stop_for_test(phase);
@@ -114,6 +115,7 @@ void watchdog_finalizing() {
     std::lock_guard<std::mutex> lk(s.mu);
     s.finalizing = true;
     s.phase = "shutdown (MPI_Finalize)";
+    s.phase_min_s = 0;
     s.last = now_s();
   }
   maybe_stop_for_test("shutdown (MPI_Finalize)");

@@ -21,8 +21,10 @@ namespace mc {
 
 // Starts the thread (no-op if timeout_s <= 0; if it runs already, takes the new limit and phase).
 void watchdog_start(double timeout_s, const std::string& phase);
-// Progress: the rank enters `phase` (e.g. "step 12", "checkpoint"); the timer restarts.
-void watchdog_phase(const std::string& phase);
+// Progress: the rank enters `phase` (e.g. "step 12", "checkpoint"); the timer restarts. min_limit_s: the
+// least time this phase is allowed (a checkpoint of a large model on slow storage: its peers wait in the
+// barrier while rank 0 writes, and must not take that for a hang); 0: the usual limit.
+void watchdog_phase(const std::string& phase, double min_limit_s = 0);
 // Progress after a unit of work that took work_s seconds (raises the limit to 10 x the slowest).
 void watchdog_beat(double work_s);
 // MPI_Finalize is about to start: from now on the watchdog ends the job with _exit instead of MPI_Abort.

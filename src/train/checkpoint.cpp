@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/errors.h"
@@ -301,10 +302,25 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-void prune_checkpoints(const std::string& dir, int keep) {
+// Note [Pruning]
+// --ckpt-keep N keeps the newest N checkpoints *of this run's history*: those at or below the step just
+// saved. A checkpoint of a higher step is there only because --resume skipped it (corrupt, truncated,
+// another model) or an earlier run in this directory got further; ranking it among the newest would make
+// --ckpt-keep 1 delete the checkpoint just written and keep the unusable one, so that the next --resume
+// finds nothing to continue from. Such files are left alone: the run overwrites each when it reaches its
+// step, and --resume skips them again (with a warning) until then.
+void prune_checkpoints(const std::string& dir, int keep, int current) {
   if (keep <= 0) return;
-  const auto all = list_checkpoints(dir);
-  for (size_t i = size_t(keep); i < all.size(); ++i) ::unlink(all[i].c_str());
+  int kept = 0;
+  for (const auto& path : list_checkpoints(dir)) {  // newest first
+    const int step = std::atoi(path.c_str() + path.rfind("ckpt_") + 5);
+    if (step > current) continue;
+    if (step == current || kept < keep) {
+      ++kept;
+      continue;
+    }
+    ::unlink(path.c_str());
+  }
 }
 
 }  // namespace mc

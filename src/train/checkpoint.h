@@ -65,7 +65,10 @@ CheckpointChecksum checkpoint_checksum(const std::string& path);
 std::string checkpoint_path(const std::string& dir, int step);
 // ckpt_*.bin files of dir, newest (highest step) first; empty if dir does not exist.
 std::vector<std::string> list_checkpoints(const std::string& dir);
-// Deletes all but the newest `keep` checkpoints (keep <= 0: nothing).
-void prune_checkpoints(const std::string& dir, int keep);
+// Deletes all but the newest `keep` checkpoints at or below step `current` (keep <= 0: nothing). The
+// checkpoint of `current` itself is never deleted, nor is any of a higher step: those were left by an
+// earlier run or a resume that skipped them as corrupt, and counting them would delete the checkpoint
+// just written while keeping one that cannot be resumed from (Note [Pruning]).
+void prune_checkpoints(const std::string& dir, int keep, int current);
 
 }  // namespace mc

@@ -16,6 +16,10 @@
 namespace mc {
 
 int cmd_train(int argc, char** argv) {
+  // First: a stop signal that arrives during start-up (flags, data, model, --resume) must be a graceful stop
+  // too (Trainer::run stops before its first step), not the default action. Also ignores SIGPIPE: losing
+  // stdout must not lose the run.
+  install_stop_handlers();
   TrainConfig c;
   CLI::App app("Train a GPT-2 model (data-parallel under mpirun/srun).", "train");
   app.add_option("--data", c.data_dir, "directory of *train*.bin / *val*.bin token shards (default: built-in KJV corpus)");
@@ -72,7 +76,6 @@ int cmd_train(int argc, char** argv) {
   if (!parse_err && seed < 0)  // CLI11 would wrap -1 into a huge unsigned seed
     parse_err = std::make_exception_ptr(UsageError(strfmt("--seed %lld: must be >= 0", seed)));
   c.seed = uint64_t(seed);
-  install_stop_handlers();  // also ignores SIGPIPE: losing stdout must not lose the run
 
   // Every phase below that can fail on one rank alone ends in an agreement (Note [Agreed failure]) over
   // the job as launched, and the watchdog (Note [Watchdog]) covers every phase in which a rank waits
@@ -93,20 +96,16 @@ int cmd_train(int argc, char** argv) {
     if (!all_ranks_equal(*world, std::string(MC_GIT_REV) + "|" + app.config_to_str(true, false)))
       throw AgreedError("ranks were started with different flags or binaries: every rank must run the same "
                         "minicolossus with the same flags");
-    // The communicator for training. --comm is the same everywhere now, so its collectives match.
-    comm = make_communicator(c.comm, nullptr);  // host buffers first: learns the local rank (picks the GPU)
-    if (c.device == "cuda") {
-      const int local_rank = comm->local_rank(), local_size = comm->local_size();
-      run_agreed(*world, [&] {
-        ops = make_ops("cuda", local_rank);
-        check_memory(plan, *ops, world->size(), local_size);
-      });
-      comm.reset();
-      comm = make_communicator(c.comm, ops.get());
-    } else {
-      ops = make_ops("cpu", 0);
-      run_agreed(*world, [&] { check_memory(plan, *ops, world->size(), comm->local_size()); });
-    }
+    // The ops first: a GPU is picked by the rank's place on its node, which the world communicator knows
+    // (it is the job as launched, as every --comm is). Then the communicator for training, built once
+    // for those ops: --comm is the same everywhere now, so its collectives match, and make_communicator
+    // checks what the backend needs (NCCL: a GPU per rank) on every rank alike.
+    const int local_rank = world->local_rank(), local_size = world->local_size();
+    run_agreed(*world, [&] {
+      ops = c.device == "cuda" ? make_ops("cuda", local_rank) : make_ops("cpu", 0);
+      check_memory(plan, *ops, world->size(), local_size);
+    });
+    comm = make_communicator(c.comm, ops.get());
   } catch (const AgreedExit& e) {
     return e.code;
   } catch (const UsageError& e) {  // the same on every rank

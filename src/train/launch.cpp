@@ -51,6 +51,11 @@ void install_launch_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A hang-up (the terminal or ssh session closed) is a stop request too, as in the trainer, unless it is
+  // ignored (nohup): by default it would kill launch, and mpirun after it (PR_SET_PDEATHSIG), with no
+  // checkpoint.
+  struct sigaction hup;
+  if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) sigaction(SIGHUP, &sa, nullptr);
 }
 
 // ---- child processes --------------------------------------------------------------------------
@@ -397,8 +402,11 @@ int cmd_launch(int argc, char** argv) {
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   MC_REQUIRE(np > 0, "--np %d: must be positive", np);
-  MC_REQUIRE(max_restarts >= 0, "--max-restarts %d: must be >= 0", max_restarts);
-  MC_REQUIRE(probe_s > 0, "--probe-s %g: must be positive", probe_s);
+  // Bounded: attempts are counted as max_restarts + 1 in an int, and a probe that may wait forever
+  // (--probe-s inf) would hang launch on one silent host, which the probe exists to prevent.
+  MC_REQUIRE(max_restarts >= 0 && max_restarts <= 1000000, "--max-restarts %d: must be in [0, 1000000]",
+             max_restarts);
+  MC_REQUIRE(probe_s > 0 && probe_s <= 86400, "--probe-s %g: must be in (0, 86400] seconds", probe_s);
   MC_REQUIRE(hosts_arg.empty() || hostfile.empty(), "--hosts and --hostfile: give one of them, not both");
   std::string ckpt_dir;
   MC_REQUIRE(flag_value(train, "--ckpt-dir", ckpt_dir) && !ckpt_dir.empty(),

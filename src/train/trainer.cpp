@@ -7,6 +7,9 @@
 #include <cstring>
 #include <map>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <omp.h>
 #include <zlib.h>
 
@@ -28,11 +31,19 @@ namespace mc {
 namespace {
 std::atomic<int> g_stop{0};
 extern "C" void on_stop_signal(int sig) {
-  if (g_stop.exchange(1) != 0) {  // a second signal: give up at once
+  if (g_stop.exchange(1) != 0) {  // a second signal: give up at once, saying so (write(2) is signal-safe)
+    static const char msg[] =
+        "minicolossus: a second stop signal: exiting now without a checkpoint; the checkpoints already written are "
+        "intact (--resume continues from the newest)\n";
+    const ssize_t ignored = ::write(2, msg, sizeof(msg) - 1);
+    (void)ignored;
     std::signal(sig, SIG_DFL);
     std::raise(sig);
   }
 }
+// SIGXCPU (the soft CPU-time limit): a warning that the kernel repeats every second until the hard limit
+// kills the process, so it requests the stop without the second-signal escalation above.
+extern "C" void on_cpu_limit_signal(int) { g_stop.store(1); }
 using clock_t_ = std::chrono::steady_clock;
 double seconds_since(clock_t_::time_point t0) {
   return std::chrono::duration<double>(clock_t_::now() - t0).count();
@@ -51,15 +62,24 @@ nlohmann::json config_json(const TrainConfig& c) {
 }
 }  // namespace
 
-// SIGUSR1 too: Open MPI's mpirun (4.1) kills its ranks about a second after forwarding SIGTERM,
+// SIGUSR1 and SIGUSR2 too: Open MPI's mpirun (4.1) kills its ranks about a second after forwarding SIGTERM,
 // but forwards SIGUSR1 and waits, so `kill -USR1 <mpirun>` is the graceful stop under mpirun.
 // SIGPIPE is ignored: a reader of stdout that goes away (`train | head -3`) must not kill the run;
 // writes to the closed pipe then just fail.
+// SIGHUP (the terminal or ssh session went away) stops gracefully too, unless it is ignored already:
+// `nohup` asked for the run to survive the hang-up, and a handler would undo that.
+// SIGXFSZ is ignored as well: a file size limit (ulimit -f) would otherwise kill the run in the middle of a
+// checkpoint, without a word; ignored, the write fails with EFBIG and Note [Checkpoint failures] applies.
 void install_stop_handlers() {
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
+  std::signal(SIGUSR2, on_stop_signal);  // batch systems' "you will be killed soon" (SGE -notify, LSF)
+  std::signal(SIGXCPU, on_cpu_limit_signal);
+  struct sigaction hup {};
+  if (::sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) std::signal(SIGHUP, on_stop_signal);
 }
 bool stop_requested() { return g_stop.load() != 0; }
 
@@ -100,6 +120,10 @@ RunPlan plan_run(const TrainConfig& cfg_in) {
   MC_REQUIRE(c.peak_tflops >= 0 && std::isfinite(c.peak_tflops), "--peak-tflops %g: must be a number >= 0",
              c.peak_tflops);
   MC_REQUIRE(c.ckpt_keep >= 0, "--ckpt-keep %d: must be >= 0 (0 keeps all)", c.ckpt_keep);
+  // -1 is the flag's "not given" (the default below); anything lower is a typo, not a request.
+  MC_REQUIRE(c.warmup >= -1, "--warmup %d: must be >= 0 (or -1: the default, steps/20 capped at 700)", c.warmup);
+  // Without a directory there is nothing to resume from: training from step 0 would silently redo the run.
+  MC_REQUIRE(!c.resume || !c.ckpt_dir.empty(), "--resume: needs a --ckpt-dir to resume from (--ckpt-dir is empty)");
   if (c.warmup < 0) c.warmup = std::min(700, c.steps / 20);
   if (c.data_dir.empty()) c.data_dir = default_data_dir(c.tokenizer.empty() ? "byte" : c.tokenizer);
   p.data = open_data_dir(c.data_dir);
@@ -214,9 +238,21 @@ Trainer::Trainer(const RunPlan& plan, Communicator& comm, Ops& ops)
   run_agreed(comm_, [&] { setup_local(plan); });
   watchdog_phase("start-up (comparing ranks)");
   check_ranks_agree();
-  watchdog_phase("start-up (resume)");
+  watchdog_phase("start-up (resume)", checkpoint_io_allowance_s());
   const bool resumed = cfg_.resume && try_resume();
   run_agreed(comm_, [&] { open_metrics(resumed); });
+  // Start-up has succeeded (an error above stays the only line on stderr): a fresh run among another run's
+  // checkpoints is allowed (rerunning a command overwrites), but a later --resume takes the newest
+  // checkpoint, whichever run wrote it, so say so.
+  if (!cfg_.quiet && !cfg_.ckpt_dir.empty() && !cfg_.resume) {
+    const auto old = list_checkpoints(cfg_.ckpt_dir);
+    if (!old.empty())
+      std::fprintf(stderr,
+                   "warning: --ckpt-dir %s already holds %zu checkpoint%s (newest %s); this run starts from step 0 "
+                   "(no --resume) and writes beside them: a later --resume continues from the newest, whichever run "
+                   "wrote it\n",
+                   cfg_.ckpt_dir.c_str(), old.size(), old.size() == 1 ? "" : "s", old.front().c_str());
+  }
   print_config();
 }
 
@@ -257,8 +293,28 @@ void Trainer::setup_local(const RunPlan& plan) {
   if (master_own_.get()) ops_.upload(master_, init.data(), n_ * sizeof(float));
 }
 
+// --metrics is truncated (or appended to): a typo that names a file the run reads or keeps (a shard, a
+// checkpoint, the lock, the --init-from model) would destroy it, the checkpoint just resumed from
+// included. Compared by inode, so another spelling of the same path is caught too.
 void Trainer::open_metrics(bool resumed) {
   if (rank_ != 0 || cfg_.metrics.empty()) return;
+  struct stat ms {};
+  if (::stat(cfg_.metrics.c_str(), &ms) == 0 && S_ISREG(ms.st_mode)) {
+    std::vector<std::string> ours = data_.train_files;
+    ours.insert(ours.end(), data_.val_files.begin(), data_.val_files.end());
+    ours.push_back(data_.dir + "/tokenizer.json");
+    if (!cfg_.init_from.empty()) ours.push_back(cfg_.init_from);
+    if (!cfg_.ckpt_dir.empty()) {
+      for (const auto& ck : list_checkpoints(cfg_.ckpt_dir)) ours.push_back(ck);
+      ours.push_back(cfg_.ckpt_dir + "/.minicolossus.lock");
+    }
+    for (const auto& f : ours) {
+      struct stat st {};
+      if (::stat(f.c_str(), &st) == 0 && st.st_dev == ms.st_dev && st.st_ino == ms.st_ino)
+        throw UsageError(strfmt("--metrics %s: is %s, which this run reads or keeps; name a file of its own",
+                                cfg_.metrics.c_str(), f.c_str()));
+    }
+  }
   metrics_ = open_output_file(cfg_.metrics, "--metrics", resumed);
 }
 
@@ -514,6 +570,7 @@ void Trainer::log_step(const StepMetrics& m) {
                         {"elapsed_s", m.elapsed_s},
                         {"eta_s", m.eta_s}};
     if (!std::isnan(m.val_loss)) j["val_loss"] = m.val_loss;
+    reopen_metrics_if_deleted(m.step);
     // A full disk must not end the run (checkpoints may live elsewhere), nor go unnoticed: warn once.
     const bool ok = std::fprintf(metrics_, "%s\n", j.dump().c_str()) >= 0 && std::fflush(metrics_) == 0;
     if (!ok && !metrics_failed_) {
@@ -525,9 +582,56 @@ void Trainer::log_step(const StepMetrics& m) {
   }
 }
 
+// A --metrics file deleted during the run (its directory removed, a log rotation) still takes writes, into
+// an inode nobody can read: every later line would be lost without a word. So each step checks the link
+// count (one fstat) and recreates the file where it was, appending; if that fails, it warns once and tries
+// again at the next step.
+void Trainer::reopen_metrics_if_deleted(int step) {
+  struct stat st {};
+  if (::fstat(::fileno(metrics_), &st) != 0 || st.st_nlink > 0) return;
+  try {
+    std::FILE* f = open_output_file(cfg_.metrics, "--metrics", true);
+    std::fclose(metrics_);
+    metrics_ = f;
+    metrics_gone_ = false;
+    std::fprintf(stderr, "warning: --metrics %s was deleted during the run; recreated it at step %d (the lines "
+                         "before are lost)\n", cfg_.metrics.c_str(), step);
+  } catch (const std::exception& e) {
+    if (!metrics_gone_)
+      std::fprintf(stderr, "warning: --metrics %s was deleted during the run and cannot be recreated (%s); metrics "
+                           "from step %d on are lost until it can\n", cfg_.metrics.c_str(), e.what(), step);
+    metrics_gone_ = true;
+  }
+}
+
 TrainResult Trainer::run() {
   TrainResult res;
   res.start_step = step_;
+  res.final_step = step_;
+  res.last_checkpoint = resumed_from_;
+  // Every rank has the same step_ here (agreed at resume), so all take this branch or none.
+  if (step_ >= cfg_.steps) {
+    if (!cfg_.quiet)
+      std::printf("nothing to train: %s is already at step %d of --steps %d (raise --steps to continue)\n",
+                  resumed_from_.c_str(), step_, cfg_.steps);
+    watchdog_phase("shutdown");
+    return res;
+  }
+  // A stop requested during start-up (reading data, building the model, loading a checkpoint), or a
+  // --stop-at the resumed checkpoint has reached already: stop before training. Nothing was trained since
+  // the state we started from, so there is nothing new to save (and a slow save could outlast the grace
+  // period of whoever sent the signal).
+  const bool stop_now = stop_requested() || (cfg_.stop_at > 0 && step_ >= cfg_.stop_at);
+  if (comm_.all_reduce_host(stop_now ? 1.0 : 0.0, RedOp::Max) > 0) {
+    res.stopped_early = true;
+    if (!cfg_.quiet)
+      std::printf("stopping before step %d (%s): nothing trained, nothing to save%s\n", step_ + 1,
+                  cfg_.stop_at > 0 && step_ >= cfg_.stop_at ? "--stop-at already reached"
+                                                            : "stop requested during start-up",
+                  resumed_from_.empty() ? "" : ("; the run stays at " + resumed_from_).c_str());
+    watchdog_phase("shutdown");
+    return res;
+  }
   auto t_work = clock_t_::now();
   const auto t_run = t_work;
   while (step_ < cfg_.steps) {
@@ -549,7 +653,7 @@ TrainResult Trainer::run() {
     const bool want_stop = stop_requested() || (cfg_.stop_at > 0 && step_ >= cfg_.stop_at);
     const bool stop = comm_.all_reduce_host(want_stop ? 1.0 : 0.0, RedOp::Max) > 0;
     if ((cfg_.ckpt_every > 0 && step_ % cfg_.ckpt_every == 0) || last || stop) {
-      watchdog_phase(strfmt("checkpoint after step %d", step_));
+      watchdog_phase(strfmt("checkpoint after step %d", step_), checkpoint_io_allowance_s());
       const std::string path = save(last || stop);  // Note [Checkpoint failures]
       if (!path.empty()) res.last_checkpoint = path;
     }
@@ -557,7 +661,10 @@ TrainResult Trainer::run() {
     t_work = clock_t_::now();
     if (stop && !last) {
       res.stopped_early = true;
-      if (!cfg_.quiet) std::printf("stopping after step %d (checkpoint %s)\n", step_, res.last_checkpoint.c_str());
+      if (!cfg_.quiet)
+        std::printf("stopping after step %d (%s)\n", step_,
+                    cfg_.ckpt_dir.empty() ? "no --ckpt-dir: nothing saved"
+                                          : ("checkpoint " + res.last_checkpoint).c_str());
       break;
     }
   }
@@ -638,6 +745,11 @@ std::vector<float> Trainer::master_params() {
   return out;
 }
 
+// The least time the watchdog allows a checkpoint write or read: the file's bytes (parameters, AdamW m and
+// v) at 20 MB/s, a slow network file system. Its peers wait while rank 0 writes (or the slowest rank
+// reads), and a 1.5B-parameter model's 18 GB must not be taken for a hung rank (Note [Watchdog]).
+double Trainer::checkpoint_io_allowance_s() const { return 12.0 * double(n_) / 20e6; }
+
 // Note [Checkpoint failures]: rank 0 writes; what happens when it cannot (disk full, directory gone) is
 // agreed by all ranks. A checkpoint the run ends on (the last step, a stop) must succeed: every rank
 // then exits 1 with rank 0's message. A periodic one may fail: rank 0 warns and training goes on, since
@@ -678,8 +790,19 @@ std::string Trainer::save(bool required) {
                            {"config", config_json(cfg_)}};
     try {
       save_checkpoint(path, meta, {{"params", params.data(), n_}, {"adam_m", m.data(), n_}, {"adam_v", v.data(), n_}});
-      prune_checkpoints(cfg_.ckpt_dir, cfg_.ckpt_keep);
+      prune_checkpoints(cfg_.ckpt_dir, cfg_.ckpt_keep, step_);
       if (!cfg_.quiet) std::printf("saved checkpoint %s\n", path.c_str());
+    } catch (const std::exception& e) {
+      // The checkpoint the run ends on: say which step is lost and what is left to resume from.
+      if (required) {
+        const auto left = list_checkpoints(cfg_.ckpt_dir);
+        err = std::make_exception_ptr(RuntimeError(strfmt(
+            "checkpoint after step %d failed: %s; %s", step_, e.what(),
+            left.empty() ? ("--ckpt-dir " + cfg_.ckpt_dir + " holds no checkpoint").c_str()
+                         : ("the newest checkpoint in --ckpt-dir is " + left.front()).c_str())));
+      } else {
+        err = std::current_exception();
+      }
     } catch (...) {
       err = std::current_exception();
     }
@@ -731,6 +854,14 @@ void warn_changed_optimizer(const nlohmann::json& meta, int step, const TrainCon
                  "warning: --resume: %s is %g; the checkpoint was trained with %g (it applies from step %d on)\n",
                  f.flag, double(f.now), was, step + 1);
   }
+  // --seed orders the data (a permutation per epoch): another seed mid-epoch repeats some sequences and
+  // skips others, and the run is no longer the one an uninterrupted run would have trained.
+  const auto seed = cfg->find("seed");
+  if (seed != cfg->end() && seed->is_number_unsigned() && seed->get<uint64_t>() != c.seed)
+    std::fprintf(stderr,
+                 "warning: --resume: --seed is %llu; the checkpoint was trained with %llu (the data order changes "
+                 "from step %d on: some sequences of this epoch repeat, others are skipped)\n",
+                 (unsigned long long)c.seed, (unsigned long long)seed->get<uint64_t>(), step + 1);
 }
 }  // namespace
 
@@ -797,6 +928,7 @@ bool Trainer::try_resume() {
     ops_.upload(m_.get(), ck.get("adam_m").data() + shard_begin_, sn * sizeof(float));
     ops_.upload(v_.get(), ck.get("adam_v").data() + shard_begin_, sn * sizeof(float));
   });
+  resumed_from_ = ck.path;
   const int ws = ck.meta.at("world_size").get<int>();
   if (!cfg_.quiet) {
     std::printf("resumed from %s (step %d, written by %d rank%s)\n", ck.path.c_str(), step_, ws, ws == 1 ? "" : "s");

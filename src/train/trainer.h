@@ -28,7 +28,8 @@ struct AgreedError : UsageError {
   explicit AgreedError(const std::string& m) : UsageError(m) {}
 };
 
-// Set by SIGTERM/SIGINT (install_stop_handlers); the loop agrees on it across ranks every step.
+// Set by SIGTERM/SIGINT/SIGUSR1/SIGUSR2/SIGHUP/SIGXCPU (install_stop_handlers); the loop agrees on it across ranks every step.
+// install_stop_handlers also ignores SIGPIPE and SIGXFSZ (writes then fail with an error instead).
 void install_stop_handlers();
 bool stop_requested();
 
@@ -122,10 +123,14 @@ class Trainer {
   size_t n_ = 0, shard_begin_ = 0, shard_end_ = 0;
   std::vector<int> inputs_, targets_;
   int step_ = 0;             // optimizer steps completed
+  std::string resumed_from_;  // the checkpoint --resume loaded ("" when starting from step 0)
   uint64_t loader_pos_ = 0;  // global sequences consumed
   int adam_t_ = 0;           // AdamW updates applied (skipped non-finite steps do not count)
   FILE* metrics_ = nullptr;
   bool metrics_failed_ = false;  // a write to --metrics failed (warned once; training goes on)
+  bool metrics_gone_ = false;    // --metrics was deleted and could not be recreated (warned once)
+  void reopen_metrics_if_deleted(int step);
+  double checkpoint_io_allowance_s() const;
   RunDirLock ckpt_lock_;         // rank 0: the claim on --ckpt-dir (Note [Checkpoint directory])
   double peak_flops_ = 0, flops_per_token_ = 0;
   // Note [ETA]: wall seconds since run() began at which this process's first and second steps were ready

@@ -57,6 +57,15 @@ for bad in "--beta1 1" "--beta1 -0.1" "--beta1 nan" "--beta2 1.5" "--beta2 inf" 
   PATTERN="^minicolossus: $flag [^ ]*: must" expect_usage "$bad" "${T[@]}" --steps 1 --ckpt-dir "" $bad
 done
 PATTERN="--beta2" expect_usage "--beta2 abc" "${T[@]}" --steps 1 --ckpt-dir "" --beta2 abc
+# --warmup: -1 is the default ("not given"); below it used to be taken silently as the default.
+for w in -2 -700; do
+  PATTERN="^minicolossus: --warmup $w: must be >= 0" expect_usage "--warmup $w" "${T[@]}" --steps 1 --ckpt-dir "" --warmup $w
+done
+"$MC" "${T[@]}" --steps 40 --ckpt-dir "" --warmup -1 >w.txt 2>&1 && grep -q '"warmup":2,' w.txt \
+  && pass "--warmup -1 is the default (steps/20)" || fail "--warmup -1: $(grep config w.txt | head -c 300)"
+# --resume without a --ckpt-dir used to train from step 0 (and save nothing), silently.
+PATTERN="^minicolossus: --resume: needs a --ckpt-dir" expect_usage "--resume with an empty --ckpt-dir" \
+  "${T[@]}" --steps 1 --ckpt-dir "" --resume
 
 # ---- --tokenizer: an unknown name, and one the data contradicts, are refused; the data's own works
 PATTERN="^minicolossus: --tokenizer nope: must be byte or gpt2" expect_usage "--tokenizer nope" \

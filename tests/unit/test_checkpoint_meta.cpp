@@ -223,3 +223,28 @@ TEST(CheckpointMeta, ChecksumStreamsTheSameCrcLoadVerifies) {
   std::ofstream(d + "/cut.bin", std::ios::binary) << bytes.substr(0, bytes.size() - 8);
   expect_usage([&] { checkpoint_checksum(d + "/cut.bin"); }, {"cut.bin"});
 }
+
+// Note [Pruning]: --ckpt-keep ranks only the checkpoints at or below the step just saved. A newer one
+// (skipped by --resume as corrupt, or left by an earlier run) used to count as the newest, so --ckpt-keep 1
+// deleted the checkpoint just written and kept the unusable one.
+TEST(CheckpointPrune, KeepsTheNewestUpToTheCurrentStepAndNothingNewer) {
+  const std::string dir = scratch() + "/prune";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (int step : {1, 2, 3, 5, 9}) std::ofstream(checkpoint_path(dir, step)) << "x";
+  auto steps = [&] {
+    std::vector<int> out;
+    for (const auto& p : list_checkpoints(dir)) out.push_back(std::stoi(p.substr(p.rfind("ckpt_") + 5)));
+    return out;
+  };
+  prune_checkpoints(dir, 1, 5);  // 9 is newer than the step just saved: not ours to judge
+  EXPECT_EQ(steps(), (std::vector<int>{9, 5}));
+  std::ofstream(checkpoint_path(dir, 6)) << "x";
+  std::ofstream(checkpoint_path(dir, 7)) << "x";
+  prune_checkpoints(dir, 2, 7);
+  EXPECT_EQ(steps(), (std::vector<int>{9, 7, 6}));
+  prune_checkpoints(dir, 0, 7);  // 0 keeps all
+  EXPECT_EQ(steps(), (std::vector<int>{9, 7, 6}));
+  prune_checkpoints(dir, 1, 9);  // the run reached 9 and overwrote it: now it is the newest of the run
+  EXPECT_EQ(steps(), (std::vector<int>{9}));
+}

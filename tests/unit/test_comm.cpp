@@ -2,12 +2,15 @@
 // and the factory's choices and --comm errors.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "core/errors.h"
 #include "dist/backends.h"
 #include "dist/comm.h"
+#include "dist/watchdog.h"
 #include "ops/ops.h"
 
 using namespace mc;
@@ -142,3 +145,41 @@ TEST(Factory, LaunchedByMpiReadsTheEnvironment) {
 }
 
 }  // namespace
+
+// Note [Watchdog]: a phase may be allowed more than the usual limit (a checkpoint of a large model on slow
+// storage, which its peers wait for). Each case runs in a child process, since the watchdog ends the
+// process it watches.
+TEST(WatchdogDeathTest, PhaseAllowanceRaisesTheLimit) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Limit 0.3 s, phase allowed 3 s, 1 s without progress: the run goes on.
+  EXPECT_EXIT(
+      {
+        watchdog_start(0.3, "start-up");
+        watchdog_phase("checkpoint after step 1", 3.0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        watchdog_stop();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  // The same without the allowance: ended, naming the phase.
+  EXPECT_EXIT(
+      {
+        watchdog_start(0.3, "start-up");
+        watchdog_phase("checkpoint after step 1");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        watchdog_stop();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(1), "watchdog: no progress .* during checkpoint after step 1");
+  // The allowance is the phase's only: the next phase has the usual limit again.
+  EXPECT_EXIT(
+      {
+        watchdog_start(0.3, "start-up");
+        watchdog_phase("checkpoint after step 1", 3.0);
+        watchdog_phase("step 2");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        watchdog_stop();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(1), "during step 2");
+}
