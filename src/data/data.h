@@ -153,9 +153,25 @@ std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& 
 // Tokenizers: "byte" (vocab 256) and "gpt2" (vocab 50257: <|endoftext|>, then tiktoken's
 // encode_ordinary of the whole text; Note [One document] in prepare.cpp). Shows progress on stderr when
 // tokenizing takes more than a second. Throws UsageError for a missing/empty input, an unknown
-// tokenizer or a missing/bad GPT-2 ranks file. Writes atomically.
+// tokenizer, a missing/bad GPT-2 ranks file, a part too large for one shard (prepare_split), an --out
+// that holds other shards or takes no files (Note [prepare's output directory]). Writes atomically.
 void prepare_text(const std::string& input, const std::string& out_dir, const std::string& tokenizer,
                   double val_fraction = 0.1);
+
+// UsageError("<who>: cannot write into <dir>: <reason>") unless a file can be created in dir (a
+// read-only file system, no permission, no space for an inode): tried with a real, removed file, so
+// that a command refuses its output directory before hours of work rather than at the first write.
+void probe_writable_dir(const std::string& dir, const std::string& who);
+
+// The train/val split prepare makes of n tokens (n >= 2): the last val_fraction of them, but at least
+// one 1024-token sequence plus its target when the text has room for that twice over, otherwise half.
+// Both parts are non-empty. Each part is one shard, whose header counts tokens in an int32: a part of
+// more than max_shard_tokens (2^31 - 1) is UsageError naming --input, before anything is written.
+struct PrepareSplit {
+  size_t n_train = 0, n_val = 0;
+};
+PrepareSplit prepare_split(size_t n, double val_fraction, const std::string& input,
+                           size_t max_shard_tokens = size_t(INT32_MAX));
 
 // The built-in default corpus (the King James Bible from Debian's bible-kjv, or the copy of its text a
 // bundle carries in share/minicolossus/kjv.txt), tokenized with `tokenizer` (byte | gpt2): prepared once

@@ -164,32 +164,58 @@ struct Prepared {
   double seconds = 0;             // tokenizing (gpt2 only)
 };
 
+// Note [prepare's output directory]
+// --out may be new, or hold anything but shards other than the two prepare writes: a data directory is
+// every *train*.bin and *val*.bin in it (open_data_dir), so a train_000001.bin left by another
+// preparation would silently join the new data, possibly with another tokenizer's ids. Rewriting an
+// earlier prepare's output in place is fine (each file is replaced by rename).
+void check_out_dir(const std::string& out_dir) {
+  MC_REQUIRE(!out_dir.empty(), "--out: empty path");
+  std::error_code ec;
+  if (!fs::exists(out_dir, ec)) return;
+  if (!fs::is_directory(out_dir, ec))
+    throw UsageError(strfmt("--out %s: exists and is not a directory", out_dir.c_str()));
+  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "train_000000.bin" || name == "val_000000.bin") continue;
+    const bool bin = name.size() >= 4 && name.compare(name.size() - 4, 4, ".bin") == 0;
+    if (bin && (name.find("train") != std::string::npos || name.find("val") != std::string::npos))
+      throw UsageError(strfmt("--out %s: already holds the shard %s, which would mix with the new data; use an "
+                              "empty directory",
+                              out_dir.c_str(), name.c_str()));
+  }
+}
+
 // prepare_text without the report line.
 Prepared prepare_quietly(const std::string& input, const std::string& out_dir,
                                           const std::string& tokenizer, double val_fraction) {
   const int vocab = prepared_vocab(tokenizer);
   MC_REQUIRE(val_fraction > 0 && val_fraction < 1, "--val-fraction %g: must be in (0, 1)", val_fraction);
+  check_out_dir(out_dir);
+  // The byte tokenizer makes one token per byte: a text too large for one shard is refused from its
+  // size, before gigabytes are read.
+  struct stat st {};
+  if (tokenizer == "byte" && ::stat(input.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 2)
+    prepare_split(size_t(st.st_size), val_fraction, input);
   const std::string text = read_file(input);
   if (text.empty()) throw UsageError(strfmt("--input %s: file is empty", input.c_str()));
   if (tokenizer == "byte" && text.size() < 2)
     throw UsageError(strfmt("--input %s: too short (%zu byte); need at least 2 tokens", input.c_str(), text.size()));
+  if (tokenizer == "byte") prepare_split(text.size(), val_fraction, input);  // one token per byte: refuse now
   if (tokenizer == "gpt2") gpt2_bpe();  // a missing or bad ranks file is reported before --out is made
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec || !fs::is_directory(out_dir))
     throw UsageError(strfmt("--out %s: cannot create directory: %s", out_dir.c_str(), ec.message().c_str()));
+  probe_writable_dir(out_dir, "--out " + out_dir);
 
   Prepared r;
   r.bytes = text.size();
   const std::vector<uint16_t> tokens = tokenize(text, tokenizer, input, r.seconds);
-  const size_t n = tokens.size();  // >= 2: byte checked above, gpt2 has 50256 and at least one more
-  // The split: the last val_fraction of the tokens, but at least kMinValTokens when the text has
-  // room for that twice over; otherwise half. Both parts are non-empty.
-  size_t n_val = size_t(double(n) * val_fraction);
-  if (n_val < kMinValTokens) n_val = n >= 2 * kMinValTokens ? kMinValTokens : n / 2;
-  n_val = std::min(std::max<size_t>(n_val, 1), n - 1);
-  const size_t n_train = n - n_val;
+  // n >= 2: byte checked above, gpt2 has 50256 and at least one more
+  const PrepareSplit split = prepare_split(tokens.size(), val_fraction, input);
+  const size_t n_train = split.n_train, n_val = split.n_val;
 
   const fs::path out(out_dir);
   write_shard((out / "train_000000.bin").string(), std::vector<uint16_t>(tokens.begin(), tokens.begin() + n_train));
@@ -202,6 +228,33 @@ Prepared prepare_quietly(const std::string& input, const std::string& out_dir,
 }
 
 }  // namespace
+
+PrepareSplit prepare_split(size_t n, double val_fraction, const std::string& input, size_t max_shard_tokens) {
+  MC_CHECK(n >= 2, "prepare_split: %zu tokens", n);
+  size_t n_val = size_t(double(n) * val_fraction);
+  if (n_val < kMinValTokens) n_val = n >= 2 * kMinValTokens ? kMinValTokens : n / 2;
+  n_val = std::min(std::max<size_t>(n_val, 1), n - 1);
+  PrepareSplit s{n - n_val, n_val};
+  const size_t biggest = std::max(s.n_train, s.n_val);
+  if (biggest > max_shard_tokens)
+    throw UsageError(strfmt("--input %s: %zu tokens make a %s shard of %zu tokens, over the %zu a shard can hold "
+                            "(its header counts tokens in an int32); split the text into smaller files",
+                            input.c_str(), n, biggest == s.n_train ? "train" : "val", biggest, max_shard_tokens));
+  return s;
+}
+
+void probe_writable_dir(const std::string& dir, const std::string& who) {
+  const std::string probe = strfmt("%s/.minicolossus-probe.%d", dir.c_str(), int(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    const int e = errno;
+    if (e != EEXIST)  // EEXIST: a leftover of a killed run with our pid; the directory is writable
+      throw UsageError(strfmt("%s: cannot write into %s: %s", who.c_str(), dir.c_str(), std::strerror(e)));
+    return;
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
 
 bool default_corpus_available() { return !find_on_path("bible").empty() || !bundled_share_file("kjv.txt").empty(); }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -108,6 +109,12 @@ LlmcModel read_llmc_model(const std::string& path, const std::string& what) {
       throw UsageError(who + ": truncated llm.c model file (parameters cut off at " + t.name + ")");
     if (m.version == kLlmcBf16)
       for (size_t i = 0; i < t.numel; ++i) dst[i] = bf16_to_f32(half[i]);
+    // A NaN or infinite weight is a damaged file, not a model: eval would print "val_loss nan" and
+    // sample repeat one token, both with exit 0.
+    for (size_t i = 0; i < t.numel; ++i)
+      if (!std::isfinite(dst[i]))
+        throw UsageError(who + strfmt(": parameter %s[%zu] is %s (a damaged file: weights must be finite)",
+                                      t.name.c_str(), i, std::isnan(dst[i]) ? "NaN" : "infinite"));
     off += bytes;
   });
   return m;

@@ -55,6 +55,17 @@ std::string count(double x) {  // 1234567 -> "1.23M"
   return strfmt(x < 10 && u > 0 ? "%.2f%s" : x < 100 && u > 0 ? "%.1f%s" : "%.0f%s", x, unit[u]);
 }
 
+// Text from files (a --hardware file's name and description, calibration notes naming files) on one
+// line: the table's comment lines must stay comment lines.
+std::string one_line(std::string s) {
+  for (size_t i = 0; (i = s.find_first_of("\r\n", i)) != std::string::npos; i += 2)
+    s.replace(i, 1, s[i] == '\n' ? "\\n" : "\\r");
+  return s;
+}
+
+// JSON text that never throws: a file name need not be UTF-8 (invalid bytes become U+FFFD, as in info).
+std::string dump(const nlohmann::json& j) { return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 double json_num(double x) { return std::isfinite(x) ? x : -1; }  // JSON has no infinity: -1 = never
 
 // The smallest power of two N where doubling to 2N saves less than 10% of the time to the same loss.
@@ -91,7 +102,7 @@ void print_collectives(const Hardware& hw, const std::vector<int>& gpus, const s
       }
     }
   }
-  if (json) std::printf("%s\n", out.dump(2).c_str());
+  if (json) std::printf("%s\n", dump(out).c_str());
 }
 }  // namespace
 
@@ -158,8 +169,10 @@ int cmd_simulate(int argc, char** argv) {
     hw.failures_per_device_hour = failure_rate;
   }
   std::vector<std::string> notes;
-  if (!calib.empty()) notes.push_back(calibrate_compute(hw, calib));
-  if (!calib_comm.empty()) notes.push_back(calibrate_comm(hw, calib_comm));
+  if (!calib.empty()) notes.push_back(one_line(calibrate_compute(hw, calib)));
+  if (!calib_comm.empty()) notes.push_back(one_line(calibrate_comm(hw, calib_comm)));
+  hw.name = one_line(hw.name);
+  hw.description = one_line(hw.description);
 
   if (collectives) {
     print_collectives(hw, gpus, notes, json);
@@ -222,7 +235,7 @@ int cmd_simulate(int argc, char** argv) {
                              {"time_to_tokens_h", json_num(r.time_to_tokens_s / 3600)},
                              {"time_to_same_loss_h", json_num(r.time_to_same_loss_s / 3600)}});
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", dump(out).c_str());
     return 0;
   }
 

@@ -8,7 +8,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -37,7 +40,76 @@ void report_error(const std::exception& e) {
   std::fflush(stderr);
 }
 
+// Note [Numbers on the command line]
+// CLI11 (2.1) converts integers with strtoll(s, 0): "010" is 8 (octal) and "0x10" is 16, an empty
+// value is silently 0, "-1" for an unsigned option wraps to 2^64-1, an unsigned value past 2^64 is
+// clamped without error, and leading blanks are skipped while trailing ones are refused. So every
+// number flag of every command (its type name is INT, UINT or FLOAT) is first checked here: plain
+// decimal only (a sign, digits; for FLOAT also a fraction and an exponent), an integer within 64
+// bits; leading zeros of an integer are dropped so that "010" means ten. nan, inf and values past
+// the float range are let through to each flag's own range check, which names the value.
+// The error is a UsageError "<flag> <value>: ..." (not CLI11's ValidationError, which CLI11 would
+// word itself).
+namespace {
+void check_number(std::string& s, const std::string& flag, const std::string& type) {
+  const bool is_float = type.rfind("FLOAT", 0) == 0, is_unsigned = type.rfind("UINT", 0) == 0;
+  const char* want = is_float      ? "a decimal number"
+                     : is_unsigned ? "a whole number >= 0 in decimal"
+                                   : "a whole number in decimal";
+  if (s.empty()) throw UsageError(strfmt("%s: empty value (expected %s)", flag.c_str(), want));
+  const auto bad = [&] { return UsageError(strfmt("%s %s: not %s", flag.c_str(), s.c_str(), want)); };
+  size_t i = 0;
+  if (s[0] == '+' || s[0] == '-') ++i;
+  if (is_unsigned && s[0] == '-') throw bad();
+  if (is_float) {
+    std::string rest = s.substr(i);
+    for (char& ch : rest) ch = char(std::tolower((unsigned char)ch));
+    if (rest == "nan" || rest == "inf" || rest == "infinity") return;  // for the flag's range check to name
+  }
+  const size_t digits_at = i;
+  while (i < s.size() && std::isdigit((unsigned char)s[i])) ++i;
+  size_t digits = i - digits_at;
+  if (is_float) {
+    if (i < s.size() && s[i] == '.') {
+      const size_t f = ++i;
+      while (i < s.size() && std::isdigit((unsigned char)s[i])) ++i;
+      digits += i - f;
+    }
+    if (digits > 0 && i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      size_t j = i + 1;
+      if (j < s.size() && (s[j] == '+' || s[j] == '-')) ++j;
+      const size_t e = j;
+      while (j < s.size() && std::isdigit((unsigned char)s[j])) ++j;
+      if (j > e) i = j;
+    }
+  }
+  if (digits == 0 || i != s.size()) throw bad();
+  if (is_float) return;
+  // Drop leading zeros (keeping one digit), so that CLI11's base-0 conversion reads decimal.
+  size_t z = digits_at;
+  while (z + 1 < s.size() && s[z] == '0') ++z;
+  s.erase(digits_at, z - digits_at);
+  errno = 0;
+  if (is_unsigned) std::strtoull(s.c_str(), nullptr, 10);
+  else std::strtoll(s.c_str(), nullptr, 10);
+  if (errno == ERANGE) throw UsageError(strfmt("%s %s: out of range", flag.c_str(), s.c_str()));
+}
+}  // namespace
+
 int parse_flags(CLI::App& app, int argc, char** argv, std::exception_ptr* err) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_items_expected_max() == 0) continue;  // a flag: no value to check
+    const std::string type = opt->get_type_name();
+    if (type.rfind("INT", 0) != 0 && type.rfind("UINT", 0) != 0 && type.rfind("FLOAT", 0) != 0) continue;
+    const std::string flag = opt->get_name();
+    // A UsageError thrown by a validator passes through CLI11 (which only catches its own errors).
+    opt->transform(CLI::Validator(
+        [flag, type](std::string& s) {
+          check_number(s, flag, type);
+          return std::string();
+        },
+        "", "decimal"));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -45,6 +117,8 @@ int parse_flags(CLI::App& app, int argc, char** argv, std::exception_ptr* err) {
     return 0;
   } catch (const CLI::ParseError& e) {
     *err = std::make_exception_ptr(UsageError(strfmt("%s: %s (see --help)", app.get_name().c_str(), e.what())));
+  } catch (const UsageError&) {  // check_number
+    *err = std::current_exception();
   }
   return -1;
 }
@@ -137,6 +211,56 @@ std::string describe(const ModelSource& s) {
                 s.llmc_version == kLlmcBf16 ? "bf16" : "fp32");
 }
 
+// Note [export's --out]
+// Checked before the model is loaded (a large checkpoint takes a while; the answer should not), for
+// every format: the target must be a regular file or absent (hf: a directory or absent) in a
+// directory we can write into. export replaces an earlier export, or any file of no kind we know, but
+// never a file a run depends on: a checkpoint (its own --ckpt included: `export --ckpt C --out C`
+// replaced the checkpoint by a model file), a token shard or an llm.c tokenizer. An llm.c model file
+// may be replaced, itself included: it is read whole before the new file is renamed over it.
+void check_not_precious(const std::string& path) {
+  const std::string b = leading_bytes(path);
+  if (b.size() < 8) return;
+  int32_t magic = 0;
+  std::memcpy(&magic, b.data(), 4);
+  const char* kind = b == "MCCKPT01"                         ? "a minicolossus checkpoint"
+                     : magic == kShardMagic                  ? "a token shard"
+                     : uint32_t(magic) == kLlmcTokenizerMagic ? "an llm.c tokenizer"
+                                                             : nullptr;
+  if (kind)
+    throw UsageError(strfmt("--out %s: is %s; export will not replace it (choose another path)", path.c_str(), kind));
+}
+
+void check_export_out(const std::string& out, const std::string& format) {
+  MC_REQUIRE(!out.empty(), "--out: must not be empty");
+  const auto parent = [](const std::string& p) {
+    const size_t slash = p.find_last_of('/');
+    return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : p.substr(0, slash);
+  };
+  if (format != "hf") {
+    check_output_path(out, "--out");  // absent or a regular file, in an existing directory
+    check_not_precious(out);
+    probe_writable_dir(parent(out), "--out " + out);
+    return;
+  }
+  struct stat st {};
+  if (::stat(out.c_str(), &st) != 0) {  // to be created (without parents) by write_hf_gpt2
+    struct stat pst {};
+    const int e = ::stat(parent(out).c_str(), &pst) != 0 ? errno : S_ISDIR(pst.st_mode) ? 0 : ENOTDIR;
+    if (e != 0)
+      throw UsageError(strfmt("--out %s: cannot create the directory: %s", out.c_str(), std::strerror(e)));
+    probe_writable_dir(parent(out), "--out " + out);
+    return;
+  }
+  MC_REQUIRE(S_ISDIR(st.st_mode), "--out %s: exists and is not a directory (%s)", out.c_str(),
+             S_ISREG(st.st_mode) ? "a regular file" : file_kind(st.st_mode).c_str());
+  for (const char* name : {"/model.safetensors", "/config.json"}) {
+    check_output_path(out + name, "--out");
+    check_not_precious(out + name);
+  }
+  probe_writable_dir(out, "--out " + out);
+}
+
 std::string model_flag(const ModelSource& s) { return (s.is_ckpt ? "--ckpt " : "--model-file ") + s.path; }
 
 }  // namespace
@@ -176,11 +300,14 @@ int cmd_eval(int argc, char** argv) {
              dd.vocab_size, model_flag(src).c_str(), mc.vocab_size);
   MC_REQUIRE(!dd.val_files.empty(), "--data %s: no *val*.bin shards to evaluate on", data.c_str());
   Dataset val(dd.val_files, dd.vocab_size, T);
+  size_t K = val.num_sequences();
+  if (max_seqs > 0) K = std::min<size_t>(K, size_t(max_seqs));
+  // Activations for the sequences there are, not for --batch: `--batch 200000` on a small validation
+  // set would otherwise ask for tens of GiB it can never use.
+  batch = int(std::min<size_t>(size_t(batch), K));
   auto ops = make_ops(resolve_device(device), 0);
   GPT2 model(mc, *ops, batch, T);
   model.set_params(src.params);
-  size_t K = val.num_sequences();
-  if (max_seqs > 0) K = std::min<size_t>(K, size_t(max_seqs));
   std::vector<int> in(size_t(batch) * T), tg(size_t(batch) * T);
   double sum = 0;
   for (size_t i = 0; i < K; i += size_t(batch)) {
@@ -215,7 +342,8 @@ int cmd_sample(int argc, char** argv) {
   app.add_option("--device", device, "cpu | cuda")->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(tokens > 0, "--tokens %d: must be positive", tokens);
-  MC_REQUIRE(temperature >= 0 && std::isfinite(temperature), "--temperature %g: must be >= 0", double(temperature));
+  MC_REQUIRE(temperature >= 0 && std::isfinite(temperature), "--temperature %g: must be a finite number >= 0",
+             double(temperature));
   MC_REQUIRE(top_k >= 0, "--top-k %d: must be >= 0", top_k);
   const ModelSource src = load_model_source(app, ckpt, model_file);
   const ModelConfig& mc = src.cfg;
@@ -253,7 +381,13 @@ int cmd_sample(int argc, char** argv) {
   opt.kv_cache = !no_kv_cache;
   generate(model, seq, opt, [&](int next) {
     std::printf("%s", decode_tokens(tok, data_dir, {next}).c_str());
-    std::fflush(stdout);
+    // A reader that went away (`sample | head -c 100`) or a full disk: stop generating now rather
+    // than compute the remaining tokens for nobody (Note [Standard output is checked] in main.cpp).
+    errno = 0;
+    const bool flushed = std::fflush(stdout) == 0;
+    const int e = errno;
+    if (!flushed || std::ferror(stdout))
+      throw RuntimeError(strfmt("stdout: write failed%s%s", e ? ": " : "", e ? std::strerror(e) : ""));
   });
   std::printf("\n");
   return 0;
@@ -276,8 +410,7 @@ int cmd_export(int argc, char** argv) {
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
   MC_REQUIRE(format == "llmc" || format == "llmc-bf16" || format == "hf",
              "--format %s: unknown format (expected llmc, llmc-bf16 or hf)", format.c_str());
-  MC_REQUIRE(!out.empty(), "--out: must not be empty");
-  if (format != "hf") check_output_path(out, "--out");
+  check_export_out(out, format);  // Note [export's --out]
   // Loading refuses invalid metadata or headers, so no invalid model is written.
   const ModelSource src = load_model_source(app, ckpt, model_file);
   if (format == "hf") {

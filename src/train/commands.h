@@ -19,6 +19,7 @@ int cmd_simulate(int argc, char** argv);  // src/sim/cmd_simulate.cpp
 int this_rank();                          // world rank for messages (0 before MPI is up)
 void report_error(const std::exception& e);  // "minicolossus: <message>" on stderr
 // Parses argv with app; returns -1 to continue, or 0 after printing --help; bad flags throw UsageError.
+// Every number flag must be plain decimal (Note [Numbers on the command line] in commands.cpp).
 int parse(CLI::App& app, int argc, char** argv);
 // The same without reporting: returns 0 after printing --help, -1 otherwise, with a bad flag left in
 // *err as a UsageError for the caller to report (train first agrees on it across ranks).

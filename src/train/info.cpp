@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/dtype.h"
 #include "core/errors.h"
 #include "core/files.h"
 #include "data/bpe.h"
@@ -137,6 +139,33 @@ void info_llmc_model(const std::string& path, int fd, uint64_t bytes, ojson& r) 
   if (bytes != want)
     throw Defect{path + strfmt(": the header needs %llu bytes but the file has %llu (%s)", (unsigned long long)want,
                                (unsigned long long)bytes, bytes < want ? "truncated" : "trailing bytes")};
+  // Every weight finite, as read_llmc_model requires; read in chunks (a model can be gigabytes).
+  const bool bf16 = h[1] == kLlmcBf16;
+  const uint64_t elem = bf16 ? 2 : 4, count = (bytes - sizeof h) / elem;
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  uint64_t nonfinite = 0, first = 0;
+  for (uint64_t at = 0; at < count;) {
+    const uint64_t n = std::min<uint64_t>(count - at, buf.size() / elem);
+    if (pread_full(fd, buf.data(), size_t(n * elem), sizeof h + at * elem, path) != n * elem)
+      throw Defect{path + ": the file shrank while it was read"};
+    for (uint64_t i = 0; i < n; ++i) {
+      float x;
+      if (bf16) {
+        uint16_t b;
+        std::memcpy(&b, buf.data() + i * 2, 2);
+        x = bf16_to_f32(b);
+      } else {
+        std::memcpy(&x, buf.data() + i * 4, 4);
+      }
+      if (!std::isfinite(x) && nonfinite++ == 0) first = at + i;
+    }
+    at += n;
+  }
+  r["nonfinite_parameters"] = nonfinite;
+  if (nonfinite > 0)
+    throw Defect{path + strfmt(": %llu parameters are NaN or infinite (the first at %llu in file order): a damaged "
+                               "file, weights must be finite",
+                               (unsigned long long)nonfinite, (unsigned long long)first)};
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------
@@ -385,16 +414,24 @@ std::string dump(const ojson& v, int indent = -1) {
   return v.dump(indent, ' ', false, ojson::error_handler_t::replace);
 }
 
-std::string scalar_text(const ojson& v) { return v.is_string() ? v.get<std::string>() : dump(v); }
+// One line of text: the text form is "key: value" lines, and a file name, a path a checkpoint
+// recorded or a safetensors metadata key may hold a newline (or a carriage return).
+std::string one_line(std::string s) {
+  for (size_t i = 0; (i = s.find_first_of("\r\n", i)) != std::string::npos; i += 2)
+    s.replace(i, 1, s[i] == '\n' ? "\\n" : "\\r");
+  return s;
+}
+
+std::string scalar_text(const ojson& v) { return one_line(v.is_string() ? v.get<std::string>() : dump(v)); }
 
 void print_text(const ojson& r, const std::string& indent) {
   for (const auto& [k, v] : r.items()) {
     if (v.is_object() && !v.empty()) {
-      std::printf("%s%s:\n", indent.c_str(), k.c_str());
+      std::printf("%s%s:\n", indent.c_str(), one_line(k).c_str());
       print_text(v, indent + "  ");
     } else if (v.is_array() && !v.empty() && v[0].is_object()) {
       // A long list (a model's tensors) shows its head and tail; --json has all of it.
-      std::printf("%s%s: %zu\n", indent.c_str(), k.c_str(), v.size());
+      std::printf("%s%s: %zu\n", indent.c_str(), one_line(k).c_str(), v.size());
       const size_t n = v.size(), head = n > 16 ? 10 : n;
       for (size_t i = 0; i < n; ++i) {
         if (i == head && i < n - 3) {
@@ -402,11 +439,11 @@ void print_text(const ojson& r, const std::string& indent) {
           i = n - 3;
         }
         std::string line;
-        for (const auto& [ek, ev] : v[i].items()) line += (line.empty() ? "" : "  ") + ek + " " + scalar_text(ev);
+        for (const auto& [ek, ev] : v[i].items()) line += (line.empty() ? "" : "  ") + one_line(ek) + " " + scalar_text(ev);
         std::printf("%s  %s\n", indent.c_str(), line.c_str());
       }
     } else {
-      std::printf("%s%s: %s\n", indent.c_str(), k.c_str(), scalar_text(v).c_str());
+      std::printf("%s%s: %s\n", indent.c_str(), one_line(k).c_str(), scalar_text(v).c_str());
     }
   }
 }

@@ -489,6 +489,48 @@ TEST(Prepare, Errors) {
   EXPECT_FALSE(fs::exists(d + "/o"));
 }
 
+// The shard limit is found from the token count alone, before anything is tokenized or written: a
+// byte text of 3e9 bytes makes a 2.7e9-token train shard, past the int32 count of the shard header.
+TEST(Prepare, SplitRefusesShardsPastTheHeaderLimit) {
+  const PrepareSplit s = prepare_split(100000, 0.1, "in.txt");
+  EXPECT_EQ(s.n_train, 90000u);
+  EXPECT_EQ(s.n_val, 10000u);
+  const PrepareSplit edge = prepare_split(size_t(INT32_MAX) + 100, 1e-9, "in.txt");  // val raised to 1025
+  EXPECT_EQ(edge.n_train, size_t(INT32_MAX) + 100 - 1025);
+  expect_usage([&] { prepare_split(edge.n_train + edge.n_val + 1025, 1e-9, "in.txt"); },
+               {"--input in.txt", "train shard", "2147483647"});
+  expect_usage([] { prepare_split(size_t(3000000000), 0.1, "big.txt"); }, {"--input big.txt", "over the"});
+  expect_usage([] { prepare_split(size_t(6000000000), 0.9, "big.txt"); }, {"val shard"});
+  // The same check with a small limit, through the whole split rule.
+  EXPECT_EQ(prepare_split(5000, 0.5, "x", 2500).n_train, 2500u);
+  expect_usage([] { prepare_split(5001, 0.5, "x", 2500); }, {"--input x", "train shard of 2501 tokens"});
+}
+
+// Note [prepare's output directory]: shards prepare would not replace are refused, before any work;
+// its own earlier output is replaced; an output directory it cannot write into is exit 2, not 1.
+TEST(Prepare, OutputDirectoryChecks) {
+  const std::string d = scratch(), in = d + "/in.txt", out = d + "/out";
+  write_text(in, std::string(3000, 'a'));
+  testing::internal::CaptureStdout();
+  prepare_text(in, out, "byte", 0.1);
+  prepare_text(in, out, "byte", 0.1);  // again into its own output
+  testing::internal::GetCapturedStdout();
+  write_shard(out + "/train_000001.bin", iota_tokens(100, 50));
+  expect_usage([&] { prepare_text(in, out, "byte", 0.1); }, {"--out " + out, "train_000001.bin", "empty directory"});
+  fs::remove(out + "/train_000001.bin");
+  write_shard(out + "/my_val.bin", iota_tokens(100, 50));
+  expect_usage([&] { prepare_text(in, out, "byte", 0.1); }, {"my_val.bin"});
+  expect_usage([&] { prepare_text(in, in, "byte", 0.1); }, {"--out " + in, "not a directory"});
+  expect_usage([&] { prepare_text(in, "", "byte", 0.1); }, {"--out", "empty path"});
+  // /proc takes no new files: refused before tokenizing, naming --out (was a RuntimeError naming a temp file).
+  struct stat st {};
+  if (::stat("/proc/self", &st) == 0)
+    expect_usage([&] { prepare_text(in, "/proc", "byte", 0.1); }, {"--out /proc", "cannot write into /proc"});
+  expect_usage([&] { probe_writable_dir(d + "/missing", "--out x"); }, {"--out x: cannot write into " + d + "/missing"});
+  probe_writable_dir(d, "--out");  // writable: no exception, no file left
+  for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().filename().string().find("probe"), std::string::npos);
+}
+
 // ---- the default corpus -----------------------------------------------------------------------
 
 TEST(DefaultCorpus, PreparesOnceAndReuses) {

@@ -223,3 +223,22 @@ TEST(LlmcIo, Bf16WriteRoundsAndReadsBack) {
   EXPECT_EQ(read_llmc_model(p).params, w);
   EXPECT_EQ(read_llmc_model(p).version, kLlmcFp32);
 }
+
+// A NaN or infinite weight is a damaged file (eval printed "val_loss nan" and sample repeated one
+// token, both exit 0): refused naming the file, the tensor and the index, in fp32 and bf16 files.
+TEST(LlmcIo, NonFiniteWeightsAreRefused) {
+  const std::string d = scratch();
+  const ModelConfig c = small();
+  const ParamLayout lay = make_layout(c);
+  for (int version : {kLlmcFp32, kLlmcBf16}) {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> w(lay.total, 0.5f);
+      w[lay.find("h.1.fcw").offset + 7] = bad;
+      const std::string p = d + "/nf" + std::to_string(version) + ".bin";
+      write_llmc_model(p, c, w, version);
+      expect_usage([&] { read_llmc_model(p, "--model-file"); },
+                   {"--model-file " + p, "parameter h.1.fcw[7] is", std::isnan(bad) ? "NaN" : "infinite"});
+    }
+  }
+}
