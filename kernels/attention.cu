@@ -2,7 +2,8 @@
 // Tensor cores through WMMA (bf16 16x16x16 fragments, fp32 accumulators); all elementwise work runs on
 // tiles in shared memory, so nothing depends on the (unspecified) fragment element layout.
 // No T x T matrix ever exists in memory. Forward writes out and lse(B,NH,T) ("="); backward writes
-// dqkv ("=") deterministically (no atomics): Note [Flash forward], Note [Flash backward].
+// dqkv ("=") deterministically (no atomics): Note [Flash forward], Note [Flash backward]. Sampling's
+// incremental attention over the KV cache is a separate, plain fp32 kernel: Note [Decode attention].
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -374,6 +375,82 @@ __global__ void __launch_bounds__(kBwdThreads) attn_bwd_dq_kernel(bf16* dqkv, co
   store_tile<BLK, HS, LDO>(dqkv + size_t(b) * T * ld3 + size_t(h) * HS, ld3, dQs, scale, nullptr, q0, T);
 }
 
+// Note [Decode attention]
+// attention_decode (sampling with the KV cache, Note [KV cache] in src/model/gpt2.cpp): t new query
+// rows of one sequence at positions T0..T0+t-1, attending over the cache. Their keys and values are
+// first copied into the cache rows T0..T0+t-1 (two strided copies on the stream), then one block per
+// (new row i, head h) computes, with every value widened to fp32:
+//   s_j = scale * q . k_j for the keys j = 0..T0+i, out = sum_j softmax(s)_j v_j, rounded to bf16 once.
+// Any head size works (no tensor cores, scalar loads, so no alignment or divisibility needs) and so does
+// any cache length: the keys are taken in chunks of kDecChunk with a running max m and sum l, as in
+// Note [Flash forward] (m' = max(m, chunk max), alpha = exp(m - m'), l' = alpha l + sum_chunk exp(s - m'),
+// o' = alpha o + sum_chunk exp(s - m') v), so shared memory is fixed by hs alone: q and the o
+// accumulator (hs floats each), one chunk of scores (kDecChunk floats) and 32 floats for reductions.
+// Unlike the flash forward, P is never rounded to bf16: the only bf16 rounding is the final store.
+// Speed is secondary: one token of d12 is 12 blocks of at most 1024 keys x 64 channels per layer.
+constexpr int kDecThreads = 128;  // 4 warps
+constexpr int kDecChunk = 1024;   // keys per chunk (4 KB of scores)
+
+size_t decode_smem(int hs) { return (2 * size_t(hs) + kDecChunk + 32) * sizeof(float); }
+
+__global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(bf16* out, const bf16* kcache, const bf16* vcache,
+                                                                  const bf16* qkv, int T0, int C, int hs, float scale) {
+  extern __shared__ __align__(16) float dec_smem[];
+  float* q_s = dec_smem;          // hs: the query, fp32
+  float* o_s = q_s + hs;          // hs: unnormalised output; element d only ever touched by thread d % blockDim
+  float* p_s = o_s + hs;          // kDecChunk: one chunk's scaled scores, then their exponentials
+  float* red = p_s + kDecChunk;   // 32: block_max / block_sum scratch
+  const int i = blockIdx.x, h = blockIdx.y;
+  const int nk = T0 + i + 1;  // causal: keys 0..T0+i (all in the cache by now)
+  const size_t hoff = size_t(h) * hs;
+  const bf16* q = qkv + size_t(i) * 3 * size_t(C) + hoff;
+  const bf16* kh = kcache + hoff;  // key j of this head at kh + j * C
+  const bf16* vh = vcache + hoff;
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+    q_s[d] = to_f(q[d]);
+    o_s[d] = 0.f;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  float m = -INFINITY, l = 0.f;  // running max and sum; every thread holds the same values
+  for (int c0 = 0; c0 < nk; c0 += kDecChunk) {
+    const int n = min(kDecChunk, nk - c0);
+    __syncthreads();  // q_s is written (first chunk); the previous chunk's p_s is fully read
+    // Scores: one warp per key, lanes over the channels, a fixed shuffle tree (deterministic).
+    for (int j = warp; j < n; j += nw) {
+      const bf16* kj = kh + size_t(c0 + j) * C;
+      float s = 0.f;
+      for (int d = lane; d < hs; d += 32) s += q_s[d] * to_f(kj[d]);
+      s = warp_sum(s);
+      if (lane == 0) p_s[j] = s * scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, p_s[j]);
+    mx = block_max(mx, red);
+    const float m_new = fmaxf(m, mx);
+    const float alpha = m == -INFINITY ? 0.f : __expf(m - m_new);  // first chunk: nothing to rescale
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      const float p = __expf(p_s[j] - m_new);
+      p_s[j] = p;
+      sum += p;
+    }
+    sum = block_sum(sum, red);  // its barriers also publish every p_s[j] written above
+    __syncthreads();
+    l = alpha * l + sum;
+    m = m_new;
+    // o = alpha o + P V: thread d walks the chunk's keys (reads of V row j are coalesced over d).
+    for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+      float acc = o_s[d] * alpha;
+      for (int j = 0; j < n; ++j) acc += p_s[j] * to_f(vh[size_t(c0 + j) * C + d]);
+      o_s[d] = acc;
+    }
+  }
+  const float inv = 1.0f / l;  // l >= 1: the row's largest score contributes exp(0)
+  bf16* o = out + size_t(i) * C + hoff;
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) o[d] = from_f<bf16>(o_s[d] * inv);
+}
+
 int head_size(int C, int NH) {
   if (NH <= 0 || C % NH != 0) throw RuntimeError(strfmt("attention: C=%d is not divisible by NH=%d", C, NH));
   const int hs = C / NH;
@@ -449,6 +526,38 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
     case 64: bwd_launch<64>(dqkv, dout, qkv, lse, D, B, T, C, NH, stream); break;
     default: bwd_launch<128>(dqkv, dout, qkv, lse, D, B, T, C, NH, stream); break;
   }
+}
+
+void attention_decode(bf16* out, bf16* kcache, bf16* vcache, const bf16* qkv, int T0, int t, int maxT, int C, int NH,
+                      cudaStream_t stream) {
+  if (NH <= 0 || C <= 0 || C % NH != 0)
+    throw RuntimeError(strfmt("attention_decode: C=%d is not divisible by NH=%d", C, NH));
+  if (T0 < 0 || t <= 0 || int64_t(T0) + t > maxT)
+    throw RuntimeError(strfmt("attention_decode: T0=%d t=%d maxT=%d (needs T0 >= 0, t > 0, T0 + t <= maxT)", T0, t,
+                              maxT));
+  MC_CHECK(NH <= 65535, "attention_decode grid: NH = %d", NH);
+  const int hs = C / NH;
+  const size_t smem = decode_smem(hs);
+  if (smem > 48 * 1024) {  // past the default limit: opt in, as far as the device allows
+    int dev = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (smem > size_t(optin))
+      throw RuntimeError(strfmt("attention_decode: head size %d needs %zu bytes of shared memory (device limit %d)",
+                                hs, smem, optin));
+    allow_smem(attn_decode_kernel, smem);
+  }
+  // Nothing was queued before this point, so a refused call leaves the cache as it was.
+  // The new rows' keys and values into cache rows T0..T0+t-1 (row pitch C there, 3C in qkv), queued
+  // before the kernel that reads them.
+  const size_t row = size_t(C) * sizeof(bf16);
+  CUDA_CHECK(cudaMemcpy2DAsync(kcache + size_t(T0) * C, row, qkv + C, 3 * row, row, size_t(t),
+                               cudaMemcpyDeviceToDevice, stream));
+  CUDA_CHECK(cudaMemcpy2DAsync(vcache + size_t(T0) * C, row, qkv + 2 * size_t(C), 3 * row, row, size_t(t),
+                               cudaMemcpyDeviceToDevice, stream));
+  const dim3 grid(static_cast<unsigned>(t), static_cast<unsigned>(NH));  // x: new rows, y: heads
+  attn_decode_kernel<<<grid, kDecThreads, smem, stream>>>(out, kcache, vcache, qkv, T0, C, hs, 1.0f / sqrtf(float(hs)));
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace kern

@@ -52,11 +52,17 @@ void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, size_t n, cuda
 void residual_forward(bf16* out, const bf16* a, const bf16* b, size_t n, cudaStream_t stream);
 
 // ---- attention.cu --------------------------------------------------------------------------
-// Head size C/NH must be 32, 64 or 128 (throws RuntimeError otherwise).
+// attention_forward/backward: head size C/NH must be 32, 64 or 128 (throws RuntimeError otherwise).
 void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream);
 size_t attention_backward_scratch_bytes(int B, int T, int NH);
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
                         void* scratch, int B, int T, int C, int NH, cudaStream_t stream);
+// Sampling with a KV cache, one sequence (Ops::attention_decode; Note [Decode attention]): copies the keys
+// and values of qkv's t rows (positions T0..T0+t-1) into rows T0.. of kcache/vcache (maxT x C each), then
+// out(t,C) = causal attention of those rows over cache rows 0..T0+i. Any head size C/NH; throws
+// RuntimeError unless C % NH == 0, T0 >= 0, t > 0 and T0 + t <= maxT.
+void attention_decode(bf16* out, bf16* kcache, bf16* vcache, const bf16* qkv, int T0, int t, int maxT, int C, int NH,
+                      cudaStream_t stream);
 
 // ---- crossentropy.cu -----------------------------------------------------------------------
 // A target outside [0, V) is recorded into *bad_target (device word, atomicMin of pack_bad_target(row,

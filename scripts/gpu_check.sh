@@ -39,6 +39,9 @@ OUT=$(cd "$OUT" && pwd)
 export PATH="$BIN:${PATH:-/usr/local/bin:/usr/bin:/bin}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export MC_CACHE_DIR=$OUT/cache
+# This is a GPU machine: a GPU test that finds no usable GPU (a driver too old for the bundle's CUDA
+# runtime, a hidden device) fails instead of skipping (NEED_GPU in tests/gpu/gpu_test_util.h).
+export MC_REQUIRE_GPU=1
 # The default corpus, prepared into the cache from the bundle's text.
 CORPUS=$MC_CACHE_DIR/kjv
 "$MC" prepare --input "$ROOT/share/minicolossus/kjv.txt" --out "$CORPUS" >/dev/null || exit 1

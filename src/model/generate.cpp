@@ -36,6 +36,10 @@ int choose_token(const std::vector<float>& logits, const SampleOptions& opt, Rng
 // weights and draws each has probability ~1e-6 per token, so the paths are "identical for the same
 // seed" in practice, not by construction; tests/unit/test_generate.cpp checks many seeds, settings
 // and the window overflow. The RNG is consumed identically on both paths (one draw per token).
+// On cuda the two paths agree only to bf16 tolerance (Note [KV cache] in gpt2.cpp: the logits
+// themselves are stored in bf16, and the full forward's flash attention rounds its probabilities to
+// bf16 where the decode kernel does not), so near-ties are far more common: the same seed gives the
+// same text up to the first near-tie, and two equally plausible continuations after it.
 // Once the context is full the cached path re-runs the whole last window every token (positions
 // cannot shift), so past max_seq() it is only as fast as the uncached one, but gives the same tokens.
 std::vector<int> generate(GPT2& model, const std::vector<int>& prompt, const SampleOptions& opt,

@@ -1,8 +1,8 @@
 // Autoregressive sampling from a GPT2: the loop `sample` runs, kept apart from the CLI so that it can
 // be tested and benchmarked on its own.
 // Invariant: for the same model, prompt, options and seed the tokens are the same whichever path
-// computes the logits (the KV-cached one or the full-context one), up to float rounding deciding a
-// near-tie (Note [Cached tokens] in generate.cpp).
+// computes the logits (the KV-cached one or the full-context one), up to rounding deciding a near-tie:
+// fp32 rounding on the cpu, bf16 rounding on cuda (Note [Cached tokens] in generate.cpp).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,7 +18,7 @@ struct SampleOptions {
   float temperature = 1.0f;   // 0: greedy (argmax)
   int top_k = 0;              // sample among the k most likely tokens (0: all)
   uint64_t seed = 1337;
-  bool kv_cache = true;       // reuse the keys and values of earlier positions (cpu ops; others recompute)
+  bool kv_cache = true;       // reuse the keys and values of earlier positions (ops without it recompute)
 };
 
 // Continues prompt (at least one token, every one < vocab_size) with opt.tokens new tokens, calling

@@ -364,8 +364,10 @@ std::vector<float> GPT2::logits_row(size_t row) const {
 // code), except that the matmuls see t rows instead of the whole context, and BLAS sums in another
 // order for another row count (the cpu ops use sgemv for one row): the logits agree with forward()'s
 // to ~1e-6 relative, not bit for bit (Note [Cached tokens] in generate.cpp says what this means for
-// the sampled tokens). Learned positions cannot shift, so a full cache (max_seq positions) cannot
-// slide: the caller resets it and re-runs the last window.
+// the sampled tokens). On cuda every activation (and the cache) is bf16 and the decode kernel is not
+// the flash kernel (Note [Decode attention] in kernels/attention.cu), so there the two agree to bf16
+// tolerance (rel ~1e-2; tests/gpu/test_cuda_model.cpp). Learned positions cannot shift, so a full
+// cache (max_seq positions) cannot slide: the caller resets it and re-runs the last window.
 std::vector<float> GPT2::forward_cached(const int* tokens, int t) {
   MC_CHECK(ops_.supports_kv_cache(), "the %s ops have no KV cache (attention_decode)", ops_.name().c_str());
   MC_CHECK(t > 0 && int64_t(kv_len_) + t <= T_, "t=%d with %d cached (max %d)", t, kv_len_, T_);

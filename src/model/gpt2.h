@@ -99,7 +99,7 @@ class GPT2 {
   std::vector<float> logits_at(int b, int pos) const;
 
   // ---- KV cache: one sequence, position by position (Note [KV cache] in gpt2.cpp) ----
-  // Whether the ops implement attention_decode (the cpu ops do; otherwise sampling recomputes).
+  // Whether the ops implement attention_decode (the cpu and cuda ops do; otherwise sampling recomputes).
   bool kv_cache_supported() const { return ops_.supports_kv_cache(); }
   // Forgets the cached positions: the next forward_cached() starts at position 0.
   void kv_reset() { kv_len_ = 0; }

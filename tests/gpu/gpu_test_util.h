@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -20,14 +21,27 @@
 #include "ops/cpu/cpu_ops.h"
 #include "ops/ops.h"
 
-#define NEED_GPU()                                                   \
-  do {                                                               \
-    if (mc::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU"; \
+// Skips without a usable GPU, or fails when MC_REQUIRE_GPU is set to anything but "" or "0" (gpu-check
+// sets it): on a GPU machine "no usable GPU" means a driver too old for this build's CUDA runtime or a
+// hidden device, and every GPU test skipping would otherwise read as a pass.
+#define NEED_GPU()                                                                                       \
+  do {                                                                                                   \
+    if (mc::cuda_device_count() == 0) {                                                                  \
+      if (mc::test::gpu_required())                                                                      \
+        FAIL() << "no usable CUDA GPU (driver older than this build's CUDA runtime, or no device "       \
+                  "visible), and MC_REQUIRE_GPU is set";                                                 \
+      GTEST_SKIP() << "no CUDA GPU";                                                                     \
+    }                                                                                                    \
   } while (0)
 
 namespace mc::test {
 
 inline float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+inline bool gpu_required() {
+  const char* v = std::getenv("MC_REQUIRE_GPU");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
 
 // n values ~ N(mean, stdv), rounded to bf16. Generated in chunks of 2^20 values, chunk k from
 // Rng(seed, k) (chunk 0 is Rng(seed), so n <= 2^20 gives the plain sequential stream), in parallel:

@@ -220,6 +220,13 @@ class CudaOps final : public Ops {
     kern::attention_backward(b16(dqkv, "dqkv"), b16(dout, "dout"), b16(qkv, "qkv"), b16(out, "out"), lse, s, B, T, C,
                              NH, stream_);
   }
+  // The KV cache (Note [Decode attention] in kernels/attention.cu): the caches hold bf16 keys/values.
+  bool supports_kv_cache() const override { return true; }
+  void attention_decode(Ptr out, Ptr kcache, Ptr vcache, Ptr qkv, int T0, int t, int maxT, int C, int NH) override {
+    dev();
+    kern::attention_decode(b16(out, "out"), b16(kcache, "kcache"), b16(vcache, "vcache"), b16(qkv, "qkv"), T0, t, maxT,
+                           C, NH, stream_);
+  }
   void crossentropy(float* losses, Ptr logits, const int* targets, int N, int V, int Vp, float dloss,
                     bool backward) override {
     dev();
