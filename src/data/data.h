@@ -132,6 +132,8 @@ std::string byte_decode(const std::vector<int>& tokens);
 // most 64 MiB) and returns its tokens' bytes; UsageError("<path>: <what is wrong>") otherwise.
 constexpr uint32_t kLlmcTokenizerMagic = 20240328;
 std::vector<std::string> read_llmc_tokenizer(const std::string& path);
+// Writes one (version 2, atomically): every token 1 to 255 bytes long, as llm.c's reader asserts.
+void write_llmc_tokenizer(const std::string& path, const std::vector<std::string>& tokens, uint32_t eot);
 
 // A data directory's tokenizer.json: {"tokenizer": <valid_tokenizer_name>, "vocab_size": <1 to 65536>},
 // 256 for "byte". UsageError("<path>: <what is wrong>"); `what` names the flag where it cannot be opened.
@@ -149,7 +151,8 @@ std::string decode_tokens(const std::string& tokenizer, const std::string& data_
 std::vector<int> encode_prompt(const std::string& tokenizer, const std::string& text);
 
 // `minicolossus prepare`: tokenizes a text file into DIR/train_000000.bin, DIR/val_000000.bin
-// (the last val_fraction of the tokens, at least one sequence's worth) and DIR/tokenizer.json.
+// (the last val_fraction of the tokens, at least one sequence's worth) and DIR/tokenizer.json; for
+// gpt2 also DIR/gpt2_tokenizer.bin, llm.c's tokenizer file, so that llm.c decodes the shards.
 // Tokenizers: "byte" (vocab 256) and "gpt2" (vocab 50257: <|endoftext|>, then tiktoken's
 // encode_ordinary of the whole text; Note [One document] in prepare.cpp). Shows progress on stderr when
 // tokenizing takes more than a second. Throws UsageError for a missing/empty input, an unknown

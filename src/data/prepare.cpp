@@ -220,6 +220,11 @@ Prepared prepare_quietly(const std::string& input, const std::string& out_dir,
   const fs::path out(out_dir);
   write_shard((out / "train_000000.bin").string(), std::vector<uint16_t>(tokens.begin(), tokens.begin() + n_train));
   write_shard((out / "val_000000.bin").string(), std::vector<uint16_t>(tokens.begin() + n_train, tokens.end()));
+  if (tokenizer == "gpt2") {  // llm.c's tokenizer file beside its shards, so llm.c's trainer decodes them
+    std::vector<std::string> table = gpt2_bpe().token_bytes();
+    table.push_back("<|endoftext|>");
+    write_llmc_tokenizer((out / "gpt2_tokenizer.bin").string(), table, kGpt2EndOfText);
+  }
   const std::string meta = nlohmann::json{{"tokenizer", tokenizer}, {"vocab_size", vocab}}.dump() + "\n";
   write_file_atomic((out / "tokenizer.json").string(), {{meta.data(), meta.size()}});
   r.n_train = n_train;

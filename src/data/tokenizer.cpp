@@ -64,6 +64,19 @@ std::vector<std::string> read_llmc_tokenizer(const std::string& path) {
   return table;
 }
 
+void write_llmc_tokenizer(const std::string& path, const std::vector<std::string>& tokens, uint32_t eot) {
+  uint32_t header[256] = {kLlmcTokenizerMagic, 2, uint32_t(tokens.size()), eot};
+  std::string body;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    MC_CHECK(!t.empty() && t.size() < 256, "%s: token %zu is %zu bytes (llm.c's format holds 1 to 255)",
+             path.c_str(), i, t.size());
+    body += char(static_cast<unsigned char>(t.size()));
+    body += t;
+  }
+  write_file_atomic(path, {{header, sizeof header}, {body.data(), body.size()}});
+}
+
 void read_tokenizer_json(const std::string& path, const std::string& what, std::string* tokenizer,
                          int* vocab_size) {
   const std::string text = read_input_file(path, what, size_t(1) << 20);

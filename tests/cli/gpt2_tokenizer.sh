@@ -49,6 +49,18 @@ PY
 [ "$(cat data/tokenizer.json)" = '{"tokenizer":"gpt2","vocab_size":50257}' ] \
   && pass "tokenizer.json" || fail "tokenizer.json: $(cat data/tokenizer.json)"
 shard_check data corpus.txt && pass "shards valid, decode to the text" || fail "shard check"
+# llm.c's tokenizer file beside the shards (version 2, GPT-2's 50257 tokens, eot 50256), for llm.c's trainer.
+RANKS="$RANKS" python3 - <<'PY' && pass "gpt2_tokenizer.bin for llm.c" || fail "gpt2_tokenizer.bin"
+import base64, os, struct
+raw = open("data/gpt2_tokenizer.bin", "rb").read()
+magic, version, vocab, eot = struct.unpack("<4I", raw[:16])
+assert (magic, version, vocab, eot) == (20240328, 2, 50257, 50256), (magic, version, vocab, eot)
+toks, pos = [], 1024
+while pos < len(raw):
+    n = raw[pos]; toks.append(raw[pos + 1:pos + 1 + n]); pos += 1 + n
+ranks = [base64.b64decode(l.split()[0]) for l in open(os.environ["RANKS"], "rb") if l.strip()]
+assert toks == ranks + [b"<|endoftext|>"], len(toks)
+PY
 
 "$MC" train --data data --model tiny --steps 2 --batch 2 --seq 32 --ckpt-dir ck >train.txt 2>&1 \
   && pass "tiny model trains 2 steps on gpt2 shards" || fail "train: $(tail -5 train.txt)"

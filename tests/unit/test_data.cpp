@@ -437,6 +437,24 @@ TEST(Tokenizer, Gpt2DecodeAndEncodeLimits) {
   expect_usage([] { encode_prompt("nope", "hi"); }, {"--prompt", "nope"});
 }
 
+TEST(Tokenizer, LlmcTokenizerFileRoundTrip) {
+  const std::string d = scratch(), path = d + "/gpt2_tokenizer.bin";
+  const std::vector<std::string> tokens = {"a", std::string(255, 'x'), std::string("\0\xff", 2), "<|endoftext|>"};
+  write_llmc_tokenizer(path, tokens, 3);
+  EXPECT_EQ(read_llmc_tokenizer(path), tokens);
+  std::ifstream f(path, std::ios::binary);
+  uint32_t h[4];
+  f.read(reinterpret_cast<char*>(h), sizeof h);
+  EXPECT_EQ(h[0], kLlmcTokenizerMagic);
+  EXPECT_EQ(h[1], 2u);  // version 2: the header carries the end-of-text id
+  EXPECT_EQ(h[2], 4u);
+  EXPECT_EQ(h[3], 3u);
+  EXPECT_EQ(decode_tokens("gpt2", d, {0, 3, 9}), "a<|endoftext|><9>");
+  // llm.c asserts every token is 1 to 255 bytes: nothing else is written.
+  EXPECT_THROW(write_llmc_tokenizer(d + "/empty.bin", {"a", ""}, 0), RuntimeError);
+  EXPECT_THROW(write_llmc_tokenizer(d + "/long.bin", {std::string(256, 'y')}, 0), RuntimeError);
+}
+
 // ---- prepare ----------------------------------------------------------------------------------
 
 TEST(Prepare, SmallTextRoundTrip) {
