@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/json.h"
 #include "core/files.h"
 
 namespace mc {
@@ -52,7 +53,7 @@ std::string safetensors_header(const std::vector<SafeTensorOut>& tensors,
     off += bytes;
   }
   // Metadata values need not be UTF-8 (a source file's name): invalid bytes become U+FFFD, as JSON must.
-  std::string s = h.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  std::string s = json_text(h);
   // The data buffer starts at 8 + header size; pad with spaces (JSON whitespace) to a multiple of 8.
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;

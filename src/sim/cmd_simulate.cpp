@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/json.h"
 #include "sim/model.h"
 #include "train/commands.h"
 
@@ -64,7 +65,7 @@ std::string one_line(std::string s) {
 }
 
 // JSON text that never throws: a file name need not be UTF-8 (invalid bytes become U+FFFD, as in info).
-std::string dump(const nlohmann::json& j) { return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string dump(const nlohmann::json& j) { return json_text(j, 2); }
 
 double json_num(double x) { return std::isfinite(x) ? x : -1; }  // JSON has no infinity: -1 = never
 

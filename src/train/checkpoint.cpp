@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/json.h"
 #include "core/files.h"
 #include "data/data.h"
 #include "model/llmc_io.h"
@@ -33,7 +34,7 @@ void save_checkpoint(const std::string& path, const nlohmann::json& meta_in,
   nlohmann::json meta = meta_in;
   meta["tensors"] = nlohmann::json::array();
   for (const auto& t : tensors) meta["tensors"].push_back({{"name", t.name}, {"dtype", "f32"}, {"numel", t.numel}});
-  write_checkpoint_raw(path, meta.dump(), tensors);
+  write_checkpoint_raw(path, json_text(meta), tensors);
 }
 
 void write_checkpoint_raw(const std::string& path, const std::string& js,
@@ -57,7 +58,7 @@ constexpr uint64_t kMaxMetaBytes = uint64_t(16) << 20;
 
 // A JSON value for a one-line message: its compact text, cut to 60 characters.
 std::string brief(const nlohmann::json& j) {
-  std::string s = j.dump();
+  std::string s = json_text(j);
   return s.size() > 60 ? s.substr(0, 57) + "..." : s;
 }
 

@@ -20,6 +20,7 @@
 
 #include "core/dtype.h"
 #include "core/errors.h"
+#include "core/json.h"
 #include "core/files.h"
 #include "data/bpe.h"
 #include "data/data.h"
@@ -411,7 +412,7 @@ void info_directory(const std::string& path, ojson& r) {
 // JSON text of v. Strings from the command line or a file need not be UTF-8 (a file name, a path a
 // checkpoint recorded): invalid bytes become U+FFFD rather than an exception.
 std::string dump(const ojson& v, int indent = -1) {
-  return v.dump(indent, ' ', false, ojson::error_handler_t::replace);
+  return json_text(v, indent);
 }
 
 // One line of text: the text form is "key: value" lines, and a file name, a path a checkpoint

@@ -19,6 +19,7 @@
 #include "dist/agree.h"
 #include "dist/watchdog.h"
 #include "core/errors.h"
+#include "core/json.h"
 #include "core/files.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
@@ -329,7 +330,7 @@ Trainer::~Trainer() {
 void Trainer::check_ranks_agree() {
   std::string s;
   run_agreed(comm_, [&] {
-    s = std::string(MC_GIT_REV) + "|" + config_json(cfg_).dump() + "|" + model_json(mcfg_).dump() +
+    s = std::string(MC_GIT_REV) + "|" + json_text(config_json(cfg_)) + "|" + json_text(model_json(mcfg_)) +
         strfmt("|data %016llx", (unsigned long long)data_fingerprint(data_));
   });
   if (!all_ranks_equal(comm_, s))
@@ -356,7 +357,7 @@ void Trainer::print_config() {
               data_.tokenizer.c_str(), train_set_->num_sequences(), T_, val_set_ ? val_set_->num_sequences() : 0);
   std::printf("batch %d x accum %d x ranks %d = %.0f sequences = %.0f tokens per step; steps %d (from %d)\n", B_, A_,
               R_, G, G * T_, cfg_.steps, step_);
-  std::printf("config %s\n", config_json(cfg_).dump().c_str());
+  std::printf("config %s\n", json_text(config_json(cfg_)).c_str());
   std::fflush(stdout);
 }
 
@@ -572,7 +573,7 @@ void Trainer::log_step(const StepMetrics& m) {
     if (!std::isnan(m.val_loss)) j["val_loss"] = m.val_loss;
     reopen_metrics_if_deleted(m.step);
     // A full disk must not end the run (checkpoints may live elsewhere), nor go unnoticed: warn once.
-    const bool ok = std::fprintf(metrics_, "%s\n", j.dump().c_str()) >= 0 && std::fflush(metrics_) == 0;
+    const bool ok = std::fprintf(metrics_, "%s\n", json_text(j).c_str()) >= 0 && std::fflush(metrics_) == 0;
     if (!ok && !metrics_failed_) {
       metrics_failed_ = true;
       std::fprintf(stderr, "warning: --metrics %s: write failed at step %d (%s); metrics from here on may be lost\n",
@@ -876,8 +877,8 @@ bool Trainer::try_resume() {
   auto mismatch = [&](const LoadedCheckpoint& c) -> std::string {
     const auto& meta = c.meta;
     if (meta.at("model") != model_json(mcfg_))
-      return strfmt("holds a different model (%s) than this run (%s)", meta.at("model").dump().c_str(),
-                    model_json(mcfg_).dump().c_str());
+      return strfmt("holds a different model (%s) than this run (%s)", json_text(meta.at("model")).c_str(),
+                    json_text(model_json(mcfg_)).c_str());
     if (meta.at("global_batch").get<uint64_t>() != G || meta.at("seq").get<int>() != T_)
       return strfmt("was trained with a global batch of %llu sequences of %d tokens; this run has %llu of %d "
                     "(ranks x --batch x --grad-accum must match)",

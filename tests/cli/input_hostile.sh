@@ -162,6 +162,19 @@ else
   pass "simulate keeps a description on its comment line"
 fi
 
+# ---- train with paths that are not UTF-8 ----------------------------------------------------------
+# The data, checkpoint and metrics paths go into JSON (the config line, metrics, checkpoint metadata):
+# nlohmann's dump threw type_error 316 and train exited 1 before its first step.
+bd=$(printf 'data\xff') bc=$(printf 'ck\xfe') bm=$(printf 'm\xfd.jsonl')
+cp -r data "$bd"
+if "$MC" train --data "$bd" --steps 2 --batch 2 --seq 16 --ckpt-dir "$bc" --metrics "$bm" >out.txt 2>err.txt &&
+   "$MC" train --data "$bd" --steps 3 --batch 2 --seq 16 --ckpt-dir "$bc" --resume >>out.txt 2>>err.txt &&
+   [ -f "$bc/ckpt_00000003.bin" ] && python3 -c "import json,sys; [json.loads(l) for l in open(sys.argv[1], 'rb')]" "$bm"; then
+  pass "train, checkpoint, metrics and resume under non-UTF-8 paths"
+else
+  fail "non-UTF-8 paths: $(head -c 300 err.txt)"
+fi
+
 # ---- eval --batch -------------------------------------------------------------------------------
 # 200000 sequences of activations would be ~40 GiB; the validation set has a few dozen.
 (ulimit -v 6000000; "$MC" eval --ckpt "$CK" --batch 200000 >out.txt 2>err.txt) &&
