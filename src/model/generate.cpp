@@ -8,20 +8,26 @@
 
 namespace mc {
 
+// The candidates are ranked by logit (dividing by a positive temperature keeps the order), and weighed
+// exp((l - l_max) / temperature) in double: dividing first, as before, turned the logits into inf and
+// NaN for a tiny temperature (1e-40), and picked from the least likely tokens. Now a tiny temperature
+// is greedy, as it should be in the limit.
 int choose_token(const std::vector<float>& logits, const SampleOptions& opt, Rng& rng) {
   const int V = int(logits.size());
   if (opt.temperature == 0) return int(std::max_element(logits.begin(), logits.end()) - logits.begin());
   std::vector<std::pair<float, int>> cand(static_cast<size_t>(V));
-  for (int v = 0; v < V; ++v) cand[size_t(v)] = {logits[size_t(v)] / opt.temperature, v};
+  for (int v = 0; v < V; ++v) cand[size_t(v)] = {logits[size_t(v)], v};
   const int k = opt.top_k > 0 ? std::min(opt.top_k, V) : V;
   std::partial_sort(cand.begin(), cand.begin() + k, cand.end(),
                     [](const auto& a, const auto& b) { return a.first > b.first; });
+  const double top = cand[0].first, temp = opt.temperature;
+  auto weight = [&](int j) { return std::exp((double(cand[size_t(j)].first) - top) / temp); };
   double z = 0;
-  for (int j = 0; j < k; ++j) z += std::exp(double(cand[size_t(j)].first - cand[0].first));
+  for (int j = 0; j < k; ++j) z += weight(j);
   const double u = rng.uniform() * z;
   double acc = 0;
   for (int j = 0; j < k; ++j) {
-    acc += std::exp(double(cand[size_t(j)].first - cand[0].first));
+    acc += weight(j);
     if (u < acc) return cand[size_t(j)].second;
   }
   return cand[size_t(k - 1)].second;

@@ -303,5 +303,21 @@ TEST(ChooseToken, GreedyAndTopK) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(choose_token(l, all, r1), choose_token(l, all, r2));
 }
 
+TEST(ChooseToken, TinyAndHugeTemperatures) {
+  // l / 1e-40 overflowed to inf (and inf - inf to NaN), which picked the least likely tokens.
+  Rng rng(3);
+  SampleOptions tiny;
+  tiny.temperature = 1e-40f;
+  const std::vector<float> l = {-30.0f, 4.0f, 3.999f, -1e30f, 2.0f};
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(choose_token(l, tiny, rng), 1);
+  // A huge temperature flattens the distribution: every token is drawn, none is NaN.
+  SampleOptions huge;
+  huge.temperature = 1e30f;
+  std::map<int, int> count;
+  for (int i = 0; i < 5000; ++i) ++count[choose_token({1.0f, 2.0f, 3.0f}, huge, rng)];
+  EXPECT_EQ(count.size(), 3u);
+  for (auto& [tok, n] : count) EXPECT_NEAR(n / 5000.0, 1.0 / 3, 0.03) << tok;
+}
+
 }  // namespace
 }  // namespace mc
