@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,9 @@ int main(int argc, char** argv) {
   } catch (const mc::UsageError& e) {
     if (mc::this_rank() == 0) mc::report_error(e);
     rc = 2;
+  } catch (const std::bad_alloc&) {  // "std::bad_alloc" alone does not say what ran out
+    mc::report_error(mc::RuntimeError("out of host memory (an allocation failed)"));
+    rc = 1;
   } catch (const std::exception& e) {
     mc::report_error(e);
     rc = 1;

@@ -15,6 +15,7 @@
 #include "dist/bench.h"
 #include "dist/comm.h"
 #include "ops/ops.h"
+#include "train/commands.h"
 
 namespace mc {
 namespace {
@@ -104,16 +105,43 @@ class BenchBuffer {
 
 }  // namespace
 
+// The largest message: 16 GiB (one device buffer of it, and three host copies to fill and check).
+constexpr size_t kMaxBenchBytes = size_t(16) << 30;
+
 int cmd_bench_allreduce(int argc, char** argv) {
   BenchFlags f;
   CLI::App app{"All-reduce bandwidth table (nccl-tests style). Launch with: mpirun -np N minicolossus bench-allreduce",
-               argc > 0 ? argv[0] : "bench-allreduce"};
-  app.add_option("--min-bytes", f.min_bytes, "smallest message (bytes; suffixes K/M/G = 1024^k)")
-      ->transform(CLI::AsSizeValue(false))
-      ->capture_default_str();
-  app.add_option("--max-bytes", f.max_bytes, "largest message (bytes; suffixes K/M/G)")
-      ->transform(CLI::AsSizeValue(false))
-      ->capture_default_str();
+               "bench-allreduce"};
+  // Sizes are plain decimal with an optional K/M/G suffix (1024^k), checked here (Note [Numbers on the
+  // command line] in commands.cpp skips options typed SIZE); CLI11's AsSizeValue took 0x10 and " 16".
+  auto size_option = [&](const char* name, size_t* v, const char* help) {
+    app.add_option(name, *v, help)
+        ->type_name("SIZE")
+        ->transform(CLI::Validator(
+            [name](std::string& s) {
+              size_t i = 0, n = 0;
+              for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i)  // clamped past the limit: refused below
+                n = std::min(n * 10 + size_t(s[i] - '0'), kMaxBenchBytes + 1);
+              int shift = 0;
+              if (i < s.size() && i > 0) {
+                const char c = char(s[i] & ~0x20);  // upper case
+                shift = c == 'K' ? 10 : c == 'M' ? 20 : c == 'G' ? 30 : -1;
+                ++i;
+              }
+              if (i == 0 || i != s.size() || shift < 0)
+                throw UsageError(strfmt("%s %s: not a size (bytes in decimal, or with a K/M/G suffix)", name,
+                                        s.c_str()));
+              if (n > (kMaxBenchBytes >> shift))
+                throw UsageError(strfmt("%s %s: at most %zuG (the buffers take about four times the largest size)",
+                                        name, s.c_str(), kMaxBenchBytes >> 30));
+              s = std::to_string(n << shift);
+              return std::string();
+            },
+            "", "size"))
+        ->capture_default_str();
+  };
+  size_option("--min-bytes", &f.min_bytes, "smallest message (bytes; suffixes K/M/G = 1024^k)");
+  size_option("--max-bytes", &f.max_bytes, "largest message (bytes; suffixes K/M/G)");
   app.add_option("--factor", f.factor, "size multiplier between rows")->capture_default_str();
   app.add_option("--iters", f.iters, "timed all-reduces per size")->capture_default_str();
   app.add_option("--warmup", f.warmup, "untimed all-reduces per size")->capture_default_str();
@@ -121,14 +149,7 @@ int cmd_bench_allreduce(int argc, char** argv) {
   app.add_option("--op", f.op, "sum|avg|max|min")->capture_default_str();
   app.add_option("--device", f.device, "cpu|cuda (cuda: device buffers)")->capture_default_str();
   app.add_option("--comm", f.comm, "auto|single|mpi|nccl")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success&) {
-    if (error_rank() <= 0) std::printf("%s", app.help().c_str());
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    throw UsageError(app.get_name() + ": " + e.what() + " (see --help)");
-  }
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   DType dt;
   MC_REQUIRE(parse_dtype(f.dtype, &dt), "--dtype %s: unknown type (expected float|double|bf16|int32|int64)",

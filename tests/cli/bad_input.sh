@@ -51,4 +51,11 @@ if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 "$MC" --help | grep -q "bench-allreduce" && pass "--help lists the commands" || fail "--help"
 "$MC" train --help | grep -q -- "--grad-accum" && pass "train --help lists its flags" || fail "train --help"
+# bench-allreduce sizes: plain decimal with K/M/G, bounded (1000G ended in std::bad_alloc, exit 1;
+# 0x10 was taken as 16), and its other numbers follow every command's rule.
+PATTERN="--min-bytes 0x10: not a size" expect_usage "bench-allreduce hex size" bench-allreduce --min-bytes 0x10
+PATTERN="--max-bytes 1000G: at most 16G" expect_usage "bench-allreduce huge size" bench-allreduce --max-bytes 1000G
+PATTERN="--iters 1x: not a whole number" expect_usage "bench-allreduce --iters 1x" bench-allreduce --iters 1x
+"$MC" bench-allreduce --min-bytes 1k --max-bytes 4K --iters 2 --warmup 0 >out.txt 2>err.txt &&
+  [ "$(grep -c '^ *[0-9]' out.txt)" -eq 3 ] && pass "bench-allreduce 1k..4K: 3 rows" || fail "bench-allreduce sizes: $(cat out.txt err.txt)"
 finish
