@@ -24,6 +24,14 @@ inline std::string strfmt(const char* fmt, ...) {
   return s;
 }
 
+// s on one line: each newline or carriage return becomes the two characters \n or \r. For text from files
+// or the command line (a file name, a tensor name) inside a one-line message or a line of a report.
+inline std::string one_line(std::string s) {
+  for (size_t i = 0; (i = s.find_first_of("\r\n", i)) != std::string::npos; i += 2)
+    s.replace(i, 1, s[i] == '\n' ? "\\n" : "\\r");
+  return s;
+}
+
 // Bad usage or bad input: exit code 2. The message names the flag or file and what is wrong.
 struct UsageError : std::runtime_error {
   explicit UsageError(const std::string& m) : std::runtime_error(m) {}

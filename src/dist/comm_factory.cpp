@@ -179,9 +179,9 @@ void dist_abort(int code) {
 // "auto": nccl when the ops are on a GPU, NCCL is built and found at run time, there are several ranks
 // and each rank of a node has its own GPU (all ranks agree on it, or none uses nccl); several ranks otherwise -> mpi (staged through host memory when the ops are on
 // a GPU); one rank -> single (even under mpirun -np 1: identity collectives are the fastest). A null
-// `ops` asks for host buffers; the trainer first makes such a communicator to learn its local rank
-// (which picks its GPU), so "nccl" with null ops validates what it can and returns the MPI host
-// communicator NCCL would bootstrap from.
+// `ops` asks for host buffers: "nccl" with null ops validates what it can and returns the MPI host
+// communicator NCCL would bootstrap from. (The trainer and bench-allreduce learn the local rank, which
+// picks the GPU, from make_world_communicator(), and call this once, with their ops.)
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, Ops* ops) {
   const bool on_device = ops && ops->on_device();
   if (kind == "single") {

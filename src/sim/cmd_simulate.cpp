@@ -56,14 +56,6 @@ std::string count(double x) {  // 1234567 -> "1.23M"
   return strfmt(x < 10 && u > 0 ? "%.2f%s" : x < 100 && u > 0 ? "%.1f%s" : "%.0f%s", x, unit[u]);
 }
 
-// Text from files (a --hardware file's name and description, calibration notes naming files) on one
-// line: the table's comment lines must stay comment lines.
-std::string one_line(std::string s) {
-  for (size_t i = 0; (i = s.find_first_of("\r\n", i)) != std::string::npos; i += 2)
-    s.replace(i, 1, s[i] == '\n' ? "\\n" : "\\r");
-  return s;
-}
-
 // JSON text that never throws: a file name need not be UTF-8 (invalid bytes become U+FFFD, as in info).
 std::string dump(const nlohmann::json& j) { return json_text(j, 2); }
 
@@ -170,6 +162,8 @@ int cmd_simulate(int argc, char** argv) {
     hw.failures_per_device_hour = failure_rate;
   }
   std::vector<std::string> notes;
+  // Text from files (a --hardware file's name and description, calibration notes naming files) goes on
+  // one line (one_line): the table's comment lines must stay comment lines.
   if (!calib.empty()) notes.push_back(one_line(calibrate_compute(hw, calib)));
   if (!calib_comm.empty()) notes.push_back(one_line(calibrate_comm(hw, calib_comm)));
   hw.name = one_line(hw.name);

@@ -33,10 +33,7 @@ int this_rank() { return error_rank() >= 0 ? error_rank() : 0; }
 
 void report_error(const std::exception& e) {
   // One line whatever the message quotes (a file name or a tensor name from a file may hold a newline).
-  std::string m = e.what();
-  for (size_t i = 0; (i = m.find_first_of("\r\n", i)) != std::string::npos; i += 2)
-    m.replace(i, 1, m[i] == '\n' ? "\\n" : "\\r");
-  std::fprintf(stderr, "minicolossus: %s\n", m.c_str());
+  std::fprintf(stderr, "minicolossus: %s\n", one_line(e.what()).c_str());
   std::fflush(stderr);
 }
 
@@ -233,7 +230,10 @@ void check_not_precious(const std::string& path) {
 
 void check_export_out(const std::string& out, const std::string& format) {
   MC_REQUIRE(!out.empty(), "--out: must not be empty");
-  const auto parent = [](const std::string& p) {
+  // The directory that holds p. Trailing slashes are not a level: "new/" (hf) is the directory "new",
+  // created in ".", just as mkdir("new/") does.
+  const auto parent = [](std::string p) {
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
     const size_t slash = p.find_last_of('/');
     return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : p.substr(0, slash);
   };

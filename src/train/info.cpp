@@ -415,14 +415,8 @@ std::string dump(const ojson& v, int indent = -1) {
   return json_text(v, indent);
 }
 
-// One line of text: the text form is "key: value" lines, and a file name, a path a checkpoint
-// recorded or a safetensors metadata key may hold a newline (or a carriage return).
-std::string one_line(std::string s) {
-  for (size_t i = 0; (i = s.find_first_of("\r\n", i)) != std::string::npos; i += 2)
-    s.replace(i, 1, s[i] == '\n' ? "\\n" : "\\r");
-  return s;
-}
-
+// The text form is "key: value" lines, and a file name, a path a checkpoint recorded or a safetensors
+// metadata key may hold a newline (or a carriage return): every key and value goes through one_line.
 std::string scalar_text(const ojson& v) { return one_line(v.is_string() ? v.get<std::string>() : dump(v)); }
 
 void print_text(const ojson& r, const std::string& indent) {

@@ -316,6 +316,19 @@ void Trainer::open_metrics(bool resumed) {
                                 cfg_.metrics.c_str(), f.c_str()));
     }
   }
+  // A checkpoint not written yet counts too: a --metrics named ckpt_* in --ckpt-dir (a checkpoint's or a
+  // temporary's name) is replaced by a checkpoint's rename, and reopen_metrics_if_deleted would then append
+  // the metrics to that checkpoint, corrupting it.
+  if (!cfg_.ckpt_dir.empty()) {
+    const size_t slash = cfg_.metrics.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : cfg_.metrics.substr(0, slash);
+    const std::string name = slash == std::string::npos ? cfg_.metrics : cfg_.metrics.substr(slash + 1);
+    struct stat ds {}, cs {};
+    if (name.rfind("ckpt_", 0) == 0 && ::stat(dir.c_str(), &ds) == 0 && ::stat(cfg_.ckpt_dir.c_str(), &cs) == 0 &&
+        ds.st_dev == cs.st_dev && ds.st_ino == cs.st_ino)
+      throw UsageError(strfmt("--metrics %s: a ckpt_* name in --ckpt-dir %s, where checkpoints are written and "
+                              "replaced; name a file of its own", cfg_.metrics.c_str(), cfg_.ckpt_dir.c_str()));
+  }
   metrics_ = open_output_file(cfg_.metrics, "--metrics", resumed);
 }
 

@@ -137,3 +137,14 @@ TEST(UserFiles, CheckpointListingSkipsNonRegularFiles) {
     EXPECT_EQ(all[0], d + "/ckpt_00000002.bin");
   });
 }
+
+// Review (revA): one_line, the one escape that report_error, info's text form and simulate's comment
+// lines share (each had its own copy): newlines and carriage returns become \n and \r, nothing else
+// changes, and an escape already in the text is left as it is.
+TEST(OneLine, EscapesLineBreaksOnly) {
+  EXPECT_EQ(one_line("plain"), "plain");
+  EXPECT_EQ(one_line("a\nb\r\nc\n"), "a\\nb\\r\\nc\\n");
+  EXPECT_EQ(one_line("\n\n"), "\\n\\n");
+  EXPECT_EQ(one_line("x\\ny"), "x\\ny");
+  EXPECT_EQ(one_line(""), "");
+}
