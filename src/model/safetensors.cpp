@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -262,7 +263,13 @@ std::vector<std::string> write_hf_gpt2(const std::string& dir, const ModelConfig
   // Everything is made (the tokenizer's merges need the ranks file) and every target checked before the
   // first file is written, so a refusal leaves the directory as it was.
   std::vector<std::pair<std::string, std::string>> text_files = {{"config.json", hf_gpt2_config_json(c)}};
-  for (auto& f : hf_tokenizer_files(tokenizer, c.max_seq_len)) text_files.push_back(std::move(f));
+  // The tokenizer's files are a convenience: without GPT-2's ranks file (or with a bad one) the weights
+  // and config are still written, with a warning saying why the tokenizer is not.
+  try {
+    for (auto& f : hf_tokenizer_files(tokenizer, c.max_seq_len)) text_files.push_back(std::move(f));
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "warning: not writing the tokenizer's files: %s\n", one_line(e.what()).c_str());
+  }
   const std::string st_path = dir + "/model.safetensors";
   check_output_path(st_path, "--out");
   for (const auto& [name, text] : text_files) check_output_path(dir + "/" + name, "--out");
