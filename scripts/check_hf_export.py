@@ -244,6 +244,7 @@ def main():
 
     try:
         import torch
+        import transformers
         from transformers import GPT2LMHeadModel
     except ImportError as e:
         print(f"note: torch/transformers not importable here ({e}); GPT2LMHeadModel check not run")
@@ -256,7 +257,7 @@ def main():
             logits = model(x).logits.double()
             tl = float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)))
         trel = abs(tl - ev) / abs(ev)
-        print(f"figures: transformers {torch.__version__ if hasattr(torch, '__version__') else ''} GPT2LMHeadModel "
+        print(f"figures: GPT2LMHeadModel (transformers {transformers.__version__}, torch {torch.__version__}) "
               f"{tl:.6f}, relative difference to eval {trel:.2e}")
         check(trel < 1e-4, f"GPT2LMHeadModel loss matches eval (relative difference {trel:.2e} < 1e-4)")
         check_tokenizer_files(a.mc, hf_dir, a.work)

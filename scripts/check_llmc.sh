@@ -19,7 +19,7 @@
 #      reads version 5 only in train_gpt2.cu; train_gpt2.c refuses it, which is reported, not failed).
 # --full lets llm.c run its whole main() (41 steps, sampling at steps 20 and 40) instead of stopping
 # it after N steps. Exit: 0 all within --tol (default 1e-3 absolute; fp32 on both sides typically
-# agrees to 1e-5), 1 a mismatch or a failure, 2 bad usage, 77 no llm.c directory (skipped).
+# agrees to 1e-5), 1 a mismatch or a failure, 2 bad usage, 77 no llm.c directory given (skipped).
 set -euo pipefail
 
 usage() { echo "usage: $0 --llmc DIR_WITH_train_gpt2.c [--mc build/minicolossus] [--work DIR] [--data DIR] [--steps N] [--full] [--tol X]" >&2; exit 2; }
@@ -42,13 +42,16 @@ while [ $# -gt 0 ]; do
     *) bad "$1: unknown option" ;;
   esac
 done
-if [ -z "$llmc" ] || [ ! -f "$llmc/train_gpt2.c" ]; then
+if [ -z "$llmc" ]; then
   echo "skipped: no llm.c checkout (pass --llmc DIR holding train_gpt2.c, or set LLMC_DIR)"; exit 77
 fi
+[ -f "$llmc/train_gpt2.c" ] || bad "--llmc $llmc: no train_gpt2.c there"
 [ -x "$mc" ] || bad "--mc $mc: not an executable (build first: bash scripts/build.sh)"
 [ -z "$steps" ] || [[ $steps =~ ^[1-9][0-9]*$ ]] || bad "--steps $steps: must be a positive integer"
 [[ $tol =~ ^[0-9.]+([eE]-?[0-9]+)?$ ]] || bad "--tol $tol: must be a non-negative number"
 [ -z "$data" ] || [ -d "$data" ] || bad "--data $data: not a directory"
+# Absolute: the shards are symlinked from other directories, where a relative target would dangle.
+[ -z "$data" ] || data=$(cd "$data" && pwd)
 llmc=$(cd "$llmc" && pwd) mc=$(cd "$(dirname "$mc")" && pwd)/$(basename "$mc")
 [ -n "$work" ] || work=$(mktemp -d /tmp/check_llmc.XXXXXX)
 mkdir -p "$work" && work=$(cd "$work" && pwd)
@@ -115,7 +118,10 @@ run_llmc() {  # run_llmc DIR MODEL LAST_LINE_REGEX -> DIR/llmc.log, returns llm.
   ln -sf "$work/onebatch/train_000000.bin" "$dir/$train_path"
   ln -sf "$val_shard" "$dir/$val_path"
   [ ! -f "$data/gpt2_tokenizer.bin" ] || ln -sf "$data/gpt2_tokenizer.bin" "$dir/gpt2_tokenizer.bin"
-  (cd "$dir" && exec "$work/train_gpt2") >"$dir/llmc.log" 2>&1 &
+  # llm.c prints with stdio, fully buffered into a file: line-buffer it (stdbuf), or the lines we wait
+  # for arrive only with the next 4 KiB, after another ten steps and a round of sampling.
+  local buf=(); command -v stdbuf >/dev/null && buf=(stdbuf -oL)
+  (cd "$dir" && exec "${buf[@]}" "$work/train_gpt2") >"$dir/llmc.log" 2>&1 &
   local pid=$! rc=0
   while kill -0 "$pid" 2>/dev/null; do
     if [ -n "$3" ] && grep -qs "$3" "$dir/llmc.log"; then kill "$pid"; wait "$pid" 2>/dev/null || true; return 0; fi
@@ -131,7 +137,7 @@ mapfile -t l_val < <(sed -n 's/^val loss \(.*\)$/\1/p' "$log")
 mapfile -t l_train < <(sed -n 's/^step \([0-9]*\): train loss \([^ ]*\).*/\2/p' "$log" | head -n "$steps")
 [ "${#l_train[@]}" -eq "$steps" ] || die "llm.c printed ${#l_train[@]} train losses, expected $steps (see $log)"
 if grep -q "Failed to open the tokenizer file" "$log"; then
-  echo "note: $data has no gpt2_tokenizer.bin (minicolossus does not write one): llm.c samples print token ids"
+  echo "note: $data has no gpt2_tokenizer.bin (prepared by an older minicolossus, or not GPT-2 tokens): llm.c samples print token ids"
 fi
 
 # ---- Ours on the same tokens, with llm.c's settings.

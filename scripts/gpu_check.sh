@@ -272,9 +272,11 @@ if stage_on peers; then
     python3 "$SCRIPTS/check_hf_export.py" --mc "$MC" --ckpt "$P/ck/ckpt_00000060.bin" --data "$CORPUS" \
       --work "$P/work" --max-seqs 64 >"$OUT/peers_hf.log" 2>&1
   hf_rc=$?
-  [ $tok_rc -eq 0 ] && [ $hf_rc -eq 0 ] &&
+  # check_hf_export.py passes without torch/transformers (a note, not a failure); here they must have run.
+  [ $tok_rc -eq 0 ] && [ $hf_rc -eq 0 ] && grep -q "^ok   - GPT2LMHeadModel loss matches eval" "$OUT/peers_hf.log" &&
     result peers PASS "tiktoken: $(tail -n 1 "$OUT/peers_tokenizer.log"); hf: $(tail -n 1 "$OUT/peers_hf.log")" ||
-    result peers FAIL "tokenizer rc $tok_rc, hf rc $hf_rc (peers_tokenizer.log, peers_hf.log)"
+    result peers FAIL "tokenizer rc $tok_rc, hf rc $hf_rc, transformers' check $(grep -c '^ok   - GPT2LMHeadModel' \
+      "$OUT/peers_hf.log" 2>/dev/null)/1 (peers_tokenizer.log, peers_hf.log)"
 fi
 
 echo "gpu-check: $failed stage(s) failed; logs in $OUT"

@@ -1,5 +1,12 @@
 # Shared by the tests/cli scripts (sourced, not a test itself: it has no .sh test of its own name).
 set -uo pipefail
+# Tests send SIGHUP and expect a graceful stop. A shell started with SIGHUP ignored (under nohup, by some CI
+# runners) cannot undo that, and every process it starts inherits it: those runs would never stop. Start
+# the script over once with SIGHUP's default action (GNU env --default-signal, coreutils 8.31 and later).
+if [ -z "${MC_TEST_HUP_RESET:-}" ] && (( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status 2>/dev/null || echo 0) & 1 )) &&
+   env --default-signal=HUP true 2>/dev/null; then
+  MC_TEST_HUP_RESET=1 exec env --default-signal=HUP bash "$0" "$@"
+fi
 MC="$1"
 WORK="$2"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1

@@ -37,7 +37,7 @@ fi
 # ---- SIGHUP to one rank: a graceful stop of the whole job
 "${MPI[@]}" "$MC" "${T[@]}" --steps 100000 --ckpt-dir "$WORK/hup" >h.txt 2>he.txt &
 pid=$!
-wait_for_line '^step *2/' h.txt
+wait_for_line '^step *2/' h.txt 60  # MPI start-up on a loaded machine
 victim=$(rank_pid)
 kill -HUP "$victim"
 if wait_gone $pid 60; then

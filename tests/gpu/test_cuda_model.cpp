@@ -235,9 +235,10 @@ TEST(CudaKvCache, ContextMatters) {
 
 // generate() through the cache (greedy) against the full forward: each token the cached path picks
 // must be the full CUDA forward's argmax for that context, up to a near-tie within bf16 tolerance.
-// The uncached path's tokens (the full forward's exact argmaxes) must agree until the first such
-// near-tie; after one, the texts may legitimately differ. 45 tokens after a 5-token prompt with a
-// context of 32 slide the window (the cache is rebuilt from the last 32 tokens each time).
+// The uncached path's tokens (the full forward's exact argmaxes) are only reported, not checked: they
+// agree until the first near-tie, after which the texts may legitimately differ. 45 tokens after a
+// 5-token prompt with a context of 32 slide the window (the cache is rebuilt from the last 32 tokens
+// each time).
 TEST(CudaKvCache, GreedyGenerateFollowsFullForward) {
   NEED_GPU();
   const ModelConfig cfg = config(2, 2, 64, 256, 32);
@@ -274,7 +275,7 @@ TEST(CudaKvCache, GreedyGenerateFollowsFullForward) {
     if (same_prefix < 0 && cached[k] != plain[k]) same_prefix = int(k);
     seq.push_back(cached[k]);
   }
-  std::printf("greedy: cached and uncached agree on %d of %d tokens before the first near-tie\n",
+  std::printf("greedy: cached and uncached agree on the first %d of %d tokens\n",
               same_prefix < 0 ? opt.tokens : same_prefix, opt.tokens);
 }
 
