@@ -85,6 +85,8 @@ std::string find_on_path(const std::string& exe) {
 bool corpus_ok(const std::string& dir, const std::string& tokenizer) {
   std::error_code ec;
   if (!fs::exists(fs::path(dir) / "tokenizer.json", ec)) return false;
+  // A gpt2 corpus prepared before prepare wrote llm.c's tokenizer file is made again (0.3 s).
+  if (tokenizer == "gpt2" && !fs::exists(fs::path(dir) / "gpt2_tokenizer.bin", ec)) return false;
   try {
     const DataDir dd = open_data_dir(dir);
     if (dd.val_files.empty() || dd.tokenizer != tokenizer) return false;

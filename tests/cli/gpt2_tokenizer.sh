@@ -102,6 +102,13 @@ MC_GPT2_TIKTOKEN=$PWD/short.tiktoken PATTERN="short.tiktoken.*sha256" \
   expect_usage "truncated ranks file" prepare --input corpus.txt --out o2 --tokenizer gpt2
 MC_GPT2_TIKTOKEN=$PWD/none.tiktoken PATTERN="MC_GPT2_TIKTOKEN.*none.tiktoken" \
   expect_usage "missing ranks file" prepare --input corpus.txt --out o3 --tokenizer gpt2
+# export --format hf without the ranks file: the weights and config all the same, a warning for the tokenizer.
+if [ -n "$CK" ]; then
+  MC_GPT2_TIKTOKEN=$PWD/none.tiktoken "$MC" export --ckpt "$CK" --format hf --out hf_noranks >out.txt 2>err.txt &&
+    [ -f hf_noranks/model.safetensors ] && [ -f hf_noranks/config.json ] && [ ! -e hf_noranks/vocab.json ] &&
+    grep -q "warning: not writing the tokenizer's files: MC_GPT2_TIKTOKEN .*none.tiktoken" err.txt &&
+    pass "export hf without the ranks file: weights, config and a warning" || fail "export hf without ranks: $(cat err.txt)"
+fi
 mkdir -p adir
 MC_GPT2_TIKTOKEN=$PWD/adir PATTERN="adir: not a regular file" \
   expect_usage "directory as ranks file" prepare --input corpus.txt --out o4 --tokenizer gpt2

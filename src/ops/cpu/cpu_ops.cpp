@@ -481,7 +481,7 @@ class CpuOps final : public Ops {
     float* kc = F(kcache_);
     float* vc = F(vcache_);
     const float* qkv = F(qkv_);
-    MC_CHECK(C % NH == 0, "attention: C=%d not divisible by NH=%d", C, NH);
+    MC_CHECK(NH > 0 && C % NH == 0, "attention: C=%d not divisible by NH=%d", C, NH);
     MC_CHECK(T0 >= 0 && t > 0 && int64_t(T0) + t <= maxT, "attention_decode: T0=%d t=%d maxT=%d", T0, t, maxT);
     const int hs = C / NH, Tk = T0 + t;
     const int64_t C3 = 3 * int64_t(C);
