@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/files.h"
+#include "core/start_signals.h"
 #include "dist/bench.h"
 #include "dist/comm.h"
 #include "dist/watchdog.h"
@@ -78,6 +79,9 @@ int main(int argc, char** argv) {
   // ps/top/pkill should see "minicolossus", not "exe".
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    // A handler a library installed is reset by exec, an ignored signal is kept: hand nohup's ignored
+    // SIGHUP on (Note [Ignored at start], core/start_signals.cpp).
+    if (mc::hup_ignored_at_start()) std::signal(SIGHUP, SIG_IGN);
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {

@@ -30,6 +30,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/files.h"
+#include "core/start_signals.h"
 #include "train/checkpoint.h"
 #include "train/commands.h"
 
@@ -54,8 +55,10 @@ void install_launch_handlers() {
   // A hang-up (the terminal or ssh session closed) is a stop request too, as in the trainer, unless it is
   // ignored (nohup): by default it would kill launch, and mpirun after it (PR_SET_PDEATHSIG), with no
   // checkpoint.
-  struct sigaction hup;
-  if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) sigaction(SIGHUP, &sa, nullptr);
+  if (hup_ignored_at_start())  // Note [Ignored at start] (core/start_signals.cpp)
+    signal(SIGHUP, SIG_IGN);
+  else
+    sigaction(SIGHUP, &sa, nullptr);
 }
 
 // ---- child processes --------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include "dist/watchdog.h"
 #include "core/errors.h"
 #include "core/json.h"
+#include "core/start_signals.h"
 #include "core/files.h"
 #include "model/llmc_io.h"
 #include "train/checkpoint.h"
@@ -79,8 +80,9 @@ void install_stop_handlers() {
   std::signal(SIGUSR1, on_stop_signal);
   std::signal(SIGUSR2, on_stop_signal);  // batch systems' "you will be killed soon" (SGE -notify, LSF)
   std::signal(SIGXCPU, on_cpu_limit_signal);
-  struct sigaction hup {};
-  if (::sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) std::signal(SIGHUP, on_stop_signal);
+  // Ignored when the process started: ignored again (a library may have taken it since: Note [Ignored at
+  // start] in core/start_signals.cpp).
+  std::signal(SIGHUP, hup_ignored_at_start() ? SIG_IGN : on_stop_signal);
 }
 bool stop_requested() { return g_stop.load() != 0; }
 
