@@ -18,13 +18,14 @@ namespace {
 
 std::string label(const std::string& path, const std::string& what) { return what.empty() ? path : what + " " + path; }
 
-std::string parent_of(const std::string& path) {
+}  // namespace
+
+std::string parent_of(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();  // "new/" is the directory new, in "."
   const auto slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
 }
-
-}  // namespace
 
 void ensure_standard_fds() {
   for (int fd = 0; fd <= 2; ++fd) {

@@ -25,6 +25,10 @@ int open_input_file(const std::string& path, const std::string& what);
 // directory must exist. UsageError("<what> <path>: ...") otherwise.
 void check_output_path(const std::string& path, const std::string& what);
 
+// The directory that holds path: "." for a bare name, "/" at the root; trailing slashes are not a level
+// ("new/" is the directory new, in ".", as mkdir("new/") has it).
+std::string parent_of(std::string path);
+
 // Opens path for writing (created 0644; truncated, or appended to with append = true) after
 // check_output_path; an existing FIFO, directory or device (/dev/null and /dev/full included) is
 // refused. Returns a FILE* the caller fcloses. UsageError naming `what` on any failure.

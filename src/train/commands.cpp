@@ -230,26 +230,19 @@ void check_not_precious(const std::string& path) {
 
 void check_export_out(const std::string& out, const std::string& format) {
   MC_REQUIRE(!out.empty(), "--out: must not be empty");
-  // The directory that holds p. Trailing slashes are not a level: "new/" (hf) is the directory "new",
-  // created in ".", just as mkdir("new/") does.
-  const auto parent = [](std::string p) {
-    while (p.size() > 1 && p.back() == '/') p.pop_back();
-    const size_t slash = p.find_last_of('/');
-    return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : p.substr(0, slash);
-  };
   if (format != "hf") {
     check_output_path(out, "--out");  // absent or a regular file, in an existing directory
     check_not_precious(out);
-    probe_writable_dir(parent(out), "--out " + out);
+    probe_writable_dir(parent_of(out), "--out " + out);
     return;
   }
   struct stat st {};
   if (::stat(out.c_str(), &st) != 0) {  // to be created (without parents) by write_hf_gpt2
     struct stat pst {};
-    const int e = ::stat(parent(out).c_str(), &pst) != 0 ? errno : S_ISDIR(pst.st_mode) ? 0 : ENOTDIR;
+    const int e = ::stat(parent_of(out).c_str(), &pst) != 0 ? errno : S_ISDIR(pst.st_mode) ? 0 : ENOTDIR;
     if (e != 0)
       throw UsageError(strfmt("--out %s: cannot create the directory: %s", out.c_str(), std::strerror(e)));
-    probe_writable_dir(parent(out), "--out " + out);
+    probe_writable_dir(parent_of(out), "--out " + out);
     return;
   }
   MC_REQUIRE(S_ISDIR(st.st_mode), "--out %s: exists and is not a directory (%s)", out.c_str(),

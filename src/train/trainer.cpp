@@ -322,9 +322,8 @@ void Trainer::open_metrics(bool resumed) {
   // temporary's name) is replaced by a checkpoint's rename, and reopen_metrics_if_deleted would then append
   // the metrics to that checkpoint, corrupting it.
   if (!cfg_.ckpt_dir.empty()) {
-    const size_t slash = cfg_.metrics.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : cfg_.metrics.substr(0, slash);
-    const std::string name = slash == std::string::npos ? cfg_.metrics : cfg_.metrics.substr(slash + 1);
+    const std::string dir = parent_of(cfg_.metrics);
+    const std::string name = cfg_.metrics.substr(cfg_.metrics.find_last_of('/') + 1);  // npos + 1 == 0
     struct stat ds {}, cs {};
     if (name.rfind("ckpt_", 0) == 0 && ::stat(dir.c_str(), &ds) == 0 && ::stat(cfg_.ckpt_dir.c_str(), &cs) == 0 &&
         ds.st_dev == cs.st_dev && ds.st_ino == cs.st_ino)
